@@ -1,0 +1,464 @@
+// Element formats, bare or scaled: "int8", "fp8_e4m3" (plain casts, as ml_dtypes' astype is),
+// and "int4:g64", "fp4_e2m1:g16:scale=e4m3", "int8:row", "uint4:g128" (asymmetric), ...
+//
+// Scaled formats compute one scale per group (gN: N consecutive elements along the last axis;
+// row: the whole last axis = per token / per output channel; col: one per last-axis index =
+// per input channel; tensor: one), in fp32:
+//   float element: s = absmax / element_max
+//   int, sym=restricted (default): s = absmax / (2^(b-1) - 1), q in [-(2^(b-1)-1), 2^(b-1)-1]
+//   int, sym=full: s = absmax / 2^(b-1), q in [-2^(b-1), 2^(b-1)-1]
+//   int, asym (or uintB): xmin = min(min x, 0), xmax = max(max x, 0) (0 stays exact, as DMQ),
+//     s = (xmax - xmin) / (2^b - 1), zp = clamp(rne(-xmin / s), 0, 2^b - 1),
+//     q = clamp(round(x / s) + zp, 0, 2^b - 1), x^ = s * (q - zp)
+// The scale is then cast to the scale format (fp32 exact; fp16/bf16/e4m3 RNE saturating; e8m0
+// rounded up so the group max never clips; scale_round= overrides) and elements use the
+// decoded scale: t = x / s (op=div, default, as ModelOpt) or x * (1/s) (op=mul, as TE/bnb).
+// A zero scale encodes the group as zeros. A NaN or Inf anywhere in a group makes its scale NaN
+// and the whole group decodes to NaN (as OCP MX treats a NaN scale).
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "formats/error.hpp"
+#include "formats/factories.hpp"
+#include "formats/float_format.hpp"
+#include "formats/int_format.hpp"
+#include "formats/philox.hpp"
+#include "formats/spec.hpp"
+#include "formats/tensor_format.hpp"
+
+namespace lowbit {
+
+namespace {
+
+enum class Granularity { None, Group, Row, Col, Tensor };
+
+template <FloatFormat F>
+struct StaticFloat {
+  static constexpr FloatFormat f = F;
+};
+struct DynFloat {
+  FloatFormat f;
+};
+
+// Calls fn with a codec whose format is a compile-time constant for the named formats, so the
+// hot loop is specialised (DESIGN.md principle 6), and a runtime one for user ExMy formats.
+template <class Fn>
+void with_float_codec(const FloatFormat& f, Fn&& fn) {
+  if (f == fmt_desc::e2m1) return fn(StaticFloat<fmt_desc::e2m1>{});
+  if (f == fmt_desc::e2m3) return fn(StaticFloat<fmt_desc::e2m3>{});
+  if (f == fmt_desc::e3m2) return fn(StaticFloat<fmt_desc::e3m2>{});
+  if (f == fmt_desc::e4m3) return fn(StaticFloat<fmt_desc::e4m3>{});
+  if (f == fmt_desc::e5m2) return fn(StaticFloat<fmt_desc::e5m2>{});
+  if (f == fmt_desc::fp16) return fn(StaticFloat<fmt_desc::fp16>{});
+  if (f == fmt_desc::bf16) return fn(StaticFloat<fmt_desc::bf16>{});
+  return fn(DynFloat{f});
+}
+
+constexpr int kParallelMin = 1 << 16;
+
+struct GroupScale {
+  uint32_t code = 0;  // scale code in the scale format
+  float dec = 0;      // decoded scale (NaN: group is NaN)
+  int32_t zp = 0;     // zero point (asymmetric only)
+};
+
+class ElementFormat final : public TensorFormat {
+ public:
+  ElementFormat(std::string spec, bool is_int, FloatFormat ff, IntFormat fi, ElementPolicy pol, Granularity gran,
+                int64_t group, FloatFormat scale_fmt, Round scale_round, bool op_mul, bool asym, bool full_range)
+      : spec_(std::move(spec)), is_int_(is_int), ff_(ff), fi_(fi), pol_(pol), gran_(gran), group_(group),
+        scale_fmt_(scale_fmt), scale_round_(scale_round), op_mul_(op_mul), asym_(asym), full_range_(full_range) {}
+
+  std::string spec() const override { return spec_; }
+  std::string family() const override { return is_int_ ? "int" : "float"; }
+  int code_bits() const override { return is_int_ ? fi_.bits : ff_.total_bits(); }
+
+  double bits_per_element(const Shape& shape) const override {
+    const int64_t n = shape_numel(shape);
+    if (gran_ == Granularity::None || n == 0) return code_bits();
+    const double per_scale = scale_fmt_.total_bits() + (asym_ ? fi_.bits : 0);
+    return code_bits() + per_scale * static_cast<double>(num_scales(shape)) / static_cast<double>(n);
+  }
+
+  FormatLimits limits() const override {
+    const double emax = is_int_ ? (asym_ ? fi_.mask() : fi_.hi()) : float_max(ff_);
+    const double emin = is_int_ ? 1.0 : float_min_positive(ff_);
+    if (gran_ == Granularity::None) return {emax, emin};
+    return {emax * float_max(scale_fmt_), emin * float_min_positive(scale_fmt_)};
+  }
+
+  void check_shape(const Shape& shape) const override {
+    if (gran_ != Granularity::Group) return;
+    const int64_t cols = shape.empty() ? 1 : shape.back();
+    if (cols % group_ != 0) {
+      std::vector<int64_t> divisors;
+      for (int64_t d = 1; d <= cols && divisors.size() < 8; ++d)
+        if (cols % d == 0) divisors.push_back(d);
+      throw Error(fmt::format("{}: last dimension {} of shape {} does not divide into groups of {} (divisors: {}...)",
+                              spec_, cols, shape_str(shape), group_, fmt::join(divisors, ", ")));
+    }
+  }
+
+  PackedTensor encode(std::span<const float> x, const Shape& shape) const override {
+    check_input(x, shape);
+    const int64_t n = static_cast<int64_t>(x.size());
+    std::vector<GroupScale> scales = compute_scales(x, shape);
+    std::vector<uint32_t> codes(static_cast<size_t>(n));
+    run(x, shape, scales, [&](int64_t i, uint32_t code, float) { codes[i] = code; });
+    PackedTensor p;
+    p.spec = spec_;
+    p.shape = shape;
+    p.code_bits = code_bits();
+    Section c{"codes", "u8", shape, {}};
+    c.bytes.resize(static_cast<size_t>(packed_bytes(n, p.code_bits)));
+    pack_codes(codes, p.code_bits, c.bytes);
+    p.sections.push_back(std::move(c));
+    if (gran_ != Granularity::None) {
+      std::vector<uint32_t> sc(scales.size()), zp(scales.size());
+      for (size_t i = 0; i < scales.size(); ++i) {
+        sc[i] = scales[i].code;
+        zp[i] = static_cast<uint32_t>(scales[i].zp);
+      }
+      p.sections.push_back(make_section_u("scales", scale_fmt_.total_bits(), scale_shape(shape), sc));
+      if (asym_) p.sections.push_back(make_section_u("zero_points", fi_.bits, scale_shape(shape), zp));
+    }
+    return p;
+  }
+
+  void decode(const PackedTensor& p, std::span<float> out) const override {
+    check_packed(p, out);
+    const std::vector<uint32_t> codes = element_codes(p);
+    const int64_t n = static_cast<int64_t>(codes.size());
+    if (gran_ == Granularity::None) {
+      for (int64_t i = 0; i < n; ++i) out[i] = decode_element(codes[i]);
+      return;
+    }
+    const int64_t ns = num_scales(p.shape);
+    const std::vector<uint32_t> sc = checked_section(p, "scales", ns);
+    std::vector<uint32_t> zp(static_cast<size_t>(ns), 0);
+    if (asym_) zp = checked_section(p, "zero_points", ns);
+    const int64_t cols = row_view(p.shape).cols;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t g = scale_index(i, cols, n);
+      const float s = decode_float(scale_fmt_, sc[g]);
+      out[i] = dequant(codes[i], s, static_cast<int32_t>(zp[g]));
+    }
+  }
+
+  void fake_quant(std::span<const float> x, const Shape& shape, std::span<float> out) const override {
+    check_input(x, shape);
+    if (out.size() != x.size()) throw Error(fmt::format("{}: output size mismatch", spec_));
+    const std::vector<GroupScale> scales = compute_scales(x, shape);
+    run(x, shape, scales, [&](int64_t i, uint32_t, float v) { out[i] = v; });
+  }
+
+ private:
+  int64_t num_scales(const Shape& shape) const {
+    const RowView rv = row_view(shape);
+    switch (gran_) {
+      case Granularity::None: return 0;
+      case Granularity::Group: return rv.rows * (rv.cols / group_);
+      case Granularity::Row: return rv.rows;
+      case Granularity::Col: return rv.cols;
+      case Granularity::Tensor: return 1;
+    }
+    return 0;
+  }
+
+  Shape scale_shape(const Shape& shape) const {
+    Shape s = shape.empty() ? Shape{1} : shape;
+    switch (gran_) {
+      case Granularity::Group: s.back() /= group_; return s;
+      case Granularity::Row: s.back() = 1; return s;
+      case Granularity::Col: return {s.back()};
+      default: return {1};
+    }
+  }
+
+  int64_t scale_index(int64_t i, int64_t cols, int64_t n) const {
+    switch (gran_) {
+      case Granularity::Group: return i / group_;
+      case Granularity::Row: return i / cols;
+      case Granularity::Col: return i % cols;
+      default: return 0;
+    }
+  }
+
+  std::vector<uint32_t> checked_section(const PackedTensor& p, std::string_view name, int64_t count) const {
+    const Section& s = p.at(name);
+    if (shape_numel(s.shape) != count)
+      throw Error(fmt::format("{}: '{}' section has {} entries, expected {}", spec_, name, shape_numel(s.shape), count));
+    return section_u32(s);
+  }
+
+  float decode_element(uint32_t code) const {
+    return is_int_ ? static_cast<float>(code_to_int(fi_, code)) : decode_float(ff_, code);
+  }
+
+  // x^ = element * s (float and symmetric int) or s * (q - zp) (asymmetric).
+  float dequant(uint32_t code, float s, int32_t zp) const {
+    if (is_int_) {
+      const int32_t q = asym_ ? static_cast<int32_t>(code) - zp : code_to_int(fi_, code);
+      return s * static_cast<float>(q);
+    }
+    return decode_float(ff_, code) * s;
+  }
+
+  // Per-group statistics and scales.
+  std::vector<GroupScale> compute_scales(std::span<const float> x, const Shape& shape) const {
+    if (gran_ == Granularity::None) return {};
+    const int64_t ns = num_scales(shape);
+    const int64_t n = static_cast<int64_t>(x.size());
+    const int64_t cols = row_view(shape).cols;
+    std::vector<float> lo(static_cast<size_t>(ns), 0.0f), hi(static_cast<size_t>(ns), 0.0f);
+    std::vector<uint8_t> bad(static_cast<size_t>(ns), 0);
+    auto accumulate = [&](int64_t i) {
+      const int64_t g = scale_index(i, cols, n);
+      const float v = x[i];
+      if (!std::isfinite(v)) bad[g] = 1;
+      lo[g] = std::min(lo[g], v);  // lo <= 0 <= hi by construction (0 stays representable)
+      hi[g] = std::max(hi[g], v);
+    };
+    if (gran_ == Granularity::Group || gran_ == Granularity::Row) {
+      // Groups are contiguous and disjoint: parallel over groups.
+      const int64_t gsize = ns == 0 ? 0 : n / ns;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t g = 0; g < ns; ++g)
+        for (int64_t i = g * gsize; i < (g + 1) * gsize; ++i) accumulate(i);
+    } else {
+      for (int64_t i = 0; i < n; ++i) accumulate(i);
+    }
+    std::vector<GroupScale> out(static_cast<size_t>(ns));
+    for (int64_t g = 0; g < ns; ++g) out[g] = make_scale(lo[g], hi[g], bad[g] != 0);
+    return out;
+  }
+
+  GroupScale make_scale(float lo, float hi, bool bad) const {
+    GroupScale gs;
+    if (bad) {
+      gs.code = scale_fmt_.canonical_nan_code();
+      gs.dec = std::numeric_limits<float>::quiet_NaN();
+      return gs;
+    }
+    float s;
+    if (asym_) {
+      s = (hi - lo) / static_cast<float>(fi_.mask());
+    } else {
+      const float amax = std::max(-lo, hi);
+      float denom;
+      if (!is_int_) denom = float_max(ff_);
+      else denom = full_range_ ? static_cast<float>(int32_t{1} << (fi_.bits - 1)) : static_cast<float>(fi_.hi());
+      s = amax / denom;
+    }
+    gs.code = encode_float(scale_fmt_, s, scale_round_, Overflow::Saturate, NanMode::Cuda);
+    gs.dec = decode_float(scale_fmt_, gs.code);
+    if (asym_ && gs.dec > 0.0f) gs.zp = round_to_int(-lo / gs.dec, 0, static_cast<int32_t>(fi_.mask()));
+    return gs;
+  }
+
+  // Quantises every element: sink(i, code, dequantised value).
+  template <class Sink>
+  void run(std::span<const float> x, const Shape& shape, const std::vector<GroupScale>& scales, Sink&& sink) const {
+    if (is_int_) {
+      run_int(x, shape, scales, sink);
+    } else {
+      with_float_codec(ff_, [&](auto codec) { run_float(codec, x, shape, scales, sink); });
+    }
+  }
+
+  template <class Codec, class Sink>
+  void run_float(Codec codec, std::span<const float> x, const Shape& shape, const std::vector<GroupScale>& scales,
+                 Sink& sink) const {
+    const int64_t n = static_cast<int64_t>(x.size());
+    const int64_t cols = row_view(shape).cols;
+    const ElementPolicy pol = pol_;
+    const bool sr = pol.round == Round::Stochastic;
+    if (gran_ == Granularity::None) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
+        const uint32_t c = encode_float(codec.f, x[i], pol.round, pol.overflow, pol.nan, rb);
+        sink(i, c, decode_float(codec.f, c));
+      }
+      return;
+    }
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const GroupScale& gs = scales[scale_index(i, cols, n)];
+      const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
+      float t = 0.0f;
+      if (gs.dec != 0.0f) t = op_mul_ ? x[i] * (1.0f / gs.dec) : x[i] / gs.dec;
+      if (std::isnan(gs.dec)) t = 0.0f;
+      const uint32_t c = encode_float(codec.f, t, pol.round, pol.overflow, pol.nan, rb);
+      sink(i, c, decode_float(codec.f, c) * gs.dec);
+    }
+  }
+
+  template <class Sink>
+  void run_int(std::span<const float> x, const Shape& shape, const std::vector<GroupScale>& scales, Sink& sink) const {
+    const int64_t n = static_cast<int64_t>(x.size());
+    const int64_t cols = row_view(shape).cols;
+    const ElementPolicy pol = pol_;
+    const bool sr = pol.round == Round::Stochastic;
+    const int32_t qlo = asym_ ? 0 : (gran_ != Granularity::None && !full_range_ ? -fi_.hi() : fi_.lo());
+    const int32_t qhi = asym_ ? static_cast<int32_t>(fi_.mask()) : fi_.hi();
+    if (gran_ == Granularity::None) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
+        const int32_t q = round_to_int(x[i], qlo, qhi, pol.round, rb);
+        sink(i, int_to_code(fi_, q), static_cast<float>(q));
+      }
+      return;
+    }
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const GroupScale& gs = scales[scale_index(i, cols, n)];
+      const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
+      float t = 0.0f;
+      if (gs.dec != 0.0f && !std::isnan(gs.dec)) t = op_mul_ ? x[i] * (1.0f / gs.dec) : x[i] / gs.dec;
+      int32_t q;
+      if (asym_) {
+        // clamp(round(x/s) + zp): round first (the zero point is an integer), then clamp.
+        const int32_t r = round_to_int(t, -(1 << 30), 1 << 30, pol.round, rb);
+        const int64_t v = static_cast<int64_t>(r) + gs.zp;
+        q = static_cast<int32_t>(v < qlo ? qlo : (v > qhi ? qhi : v));
+        sink(i, static_cast<uint32_t>(q), gs.dec * static_cast<float>(q - gs.zp));
+      } else {
+        q = round_to_int(t, qlo, qhi, pol.round, rb);
+        sink(i, int_to_code(fi_, q), gs.dec * static_cast<float>(q));
+      }
+    }
+  }
+
+  std::string spec_;
+  bool is_int_;
+  FloatFormat ff_;
+  IntFormat fi_;
+  ElementPolicy pol_;
+  Granularity gran_;
+  int64_t group_;
+  FloatFormat scale_fmt_;
+  Round scale_round_;
+  bool op_mul_;
+  bool asym_;
+  bool full_range_;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorFormat> make_element_format(Spec& spec) {
+  const std::string& name = spec.name();
+  bool is_int = false, is_unsigned = false;
+  IntFormat fi;
+  FloatFormat ff;
+  if (name.rfind("int", 0) == 0 || name.rfind("uint", 0) == 0) {
+    is_unsigned = name[0] == 'u';
+    const std::string digits = name.substr(is_unsigned ? 4 : 3);
+    int bits = 0;
+    for (const char c : digits) {
+      if (c < '0' || c > '9' || bits > 100) spec.fail("integer formats are intB or uintB with B in 2..16");
+      bits = bits * 10 + (c - '0');
+    }
+    if (digits.empty() || bits < 2 || bits > 16) spec.fail("integer formats are intB or uintB with B in 2..16");
+    is_int = true;
+    fi = IntFormat{bits, !is_unsigned};
+  } else {
+    const auto f = named_float_format(name);
+    if (!f) spec.fail("unknown element format");
+    ff = *f;
+    // Refinements of a generic eXmY.
+    const bool generic = name.size() > 1 && name[0] == 'e' && !(name == "e8m0" || name == "e2m1" || name == "e2m3" ||
+                                                                  name == "e3m2" || name == "e4m3" || name == "e5m2" ||
+                                                                  name == "e4m3fn");
+    if (generic) {
+      if (const auto b = spec.take_int("bias", -200, 200)) ff.bias = static_cast<int>(*b);
+      if (const auto inf = spec.take("inf")) {
+        if (*inf == "on") ff.has_inf = true;
+        else if (*inf == "off") ff.has_inf = false;
+        else spec.fail("inf must be on or off");
+      }
+      if (const auto ne = spec.take("nanenc")) {
+        if (*ne == "ieee") ff.nan = NanEncoding::Ieee;
+        else if (*ne == "allones") ff.nan = NanEncoding::AllOnes;
+        else if (*ne == "none") ff.nan = NanEncoding::None;
+        else spec.fail("nanenc must be ieee, allones or none");
+      }
+      if (const auto s = spec.take("sub")) {
+        if (*s == "off") ff.subnormals = false;
+        else if (*s != "on") spec.fail("sub must be on or off");
+      }
+    }
+    validate_float_format(ff, spec.text());
+  }
+
+  // Granularity.
+  Granularity gran = Granularity::None;
+  int64_t group = 0;
+  int n_gran = 0;
+  if (const auto g = spec.take_int("g", 1, int64_t{1} << 40)) {
+    gran = Granularity::Group;
+    group = *g;
+    ++n_gran;
+  }
+  for (const char* k : {"row", "per_token", "per_channel"}) {
+    if (spec.take_flag(k)) {
+      gran = Granularity::Row;
+      ++n_gran;
+    }
+  }
+  if (spec.take_flag("col")) {
+    gran = Granularity::Col;
+    ++n_gran;
+  }
+  if (spec.take_flag("tensor") || spec.take_flag("per_tensor")) {
+    gran = Granularity::Tensor;
+    ++n_gran;
+  }
+  if (n_gran > 1) spec.fail("give one granularity (gN, row, col or tensor)");
+
+  FloatFormat scale_fmt = fmt_desc::fp32;
+  Round scale_round = Round::NearestEven;
+  bool op_mul = false, asym = false, full_range = false;
+  const bool scaled = gran != Granularity::None;
+  if (const auto s = spec.take("scale")) {
+    if (!scaled) spec.fail("scale= needs a granularity (gN, row, col or tensor)");
+    const auto sf = named_float_format(*s);
+    if (!sf || !(*sf == fmt_desc::fp32 || *sf == fmt_desc::fp16 || *sf == fmt_desc::bf16 || *sf == fmt_desc::e4m3 ||
+                 *sf == fmt_desc::e8m0))
+      spec.fail(fmt::format("scale format '{}' not supported (fp32, fp16, bf16, e4m3, e8m0)", *s));
+    scale_fmt = *sf;
+    if (scale_fmt == fmt_desc::e8m0) scale_round = Round::Up;  // never clip the group max
+  }
+  if (const auto r = spec.take("scale_round")) {
+    if (!scaled) spec.fail("scale_round= needs a granularity");
+    scale_round = parse_round(spec, *r);
+    if (scale_round == Round::Stochastic) spec.fail("scale_round=sr is not supported");
+  }
+  if (const auto op = spec.take("op")) {
+    if (!scaled) spec.fail("op= needs a granularity");
+    if (*op == "mul") op_mul = true;
+    else if (*op != "div") spec.fail("op must be div or mul");
+  }
+  if (is_int) {
+    asym = spec.take_flag("asym");
+    if (is_unsigned && scaled) asym = true;
+    if (asym && is_unsigned == false) fi.is_signed = false;  // codes are unsigned b-bit with a zero point
+    if (asym && !scaled) spec.fail("asym needs a granularity (gN, row, col or tensor)");
+    if (const auto sym = spec.take("sym")) {
+      if (!scaled || asym) spec.fail("sym= applies to symmetric scaled integers");
+      if (*sym == "full") full_range = true;
+      else if (*sym != "restricted") spec.fail("sym must be restricted or full");
+    }
+  }
+  ElementPolicy pol = take_policy(spec, ElementPolicy{}, !is_int, !is_int);
+  spec.finish(is_int ? "gN|row|col|tensor, scale=, scale_round=, op=div|mul, sym=restricted|full, asym, round=, seed="
+                     : "gN|row|col|tensor, scale=, scale_round=, op=div|mul, round=, seed=, overflow=, nan=");
+  return std::make_unique<ElementFormat>(spec.text(), is_int, ff, fi, pol, gran, group, scale_fmt, scale_round, op_mul,
+                                         asym, full_range);
+}
+
+}  // namespace lowbit
