@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# lowbit quick start. Safe to run repeatedly on a fresh Debian 12 machine.
+#   ./run.sh demo   build, then compare formats' rounding error on the tensor shipped in data/
+#   ./run.sh test   build, then run the whole test suite (ctest), exhaustive checks included
+#   ./run.sh setup  only install the Debian packages lowbit builds with
+#   ./run.sh bench  build, then run the CPU benchmarks (one core)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(build-essential cmake ccache libeigen3-dev libxtensor-dev libfmt-dev nlohmann-json3-dev
+          libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libomp-dev python3-venv)
+
+setup() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "lowbit: installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+build() {
+  setup
+  cmake --preset default >/dev/null
+  cmake --build --preset default
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  demo)
+    build
+    ./build/default/lowbit error --in data/synthetic/outlier_channels_256x512.npy \
+      --formats int8:row,fp8_e4m3,fp8_e5m2,int4:g64,uint4:g64,int4:g128,fp4_e2m1:g16:scale=e4m3,mxfp8_e4m3,mxfp6_e2m3,mxfp4,mxfp4:scale=rceil,nvfp4,nf4,lzs4:g16
+    ;;
+  test)
+    build
+    ctest --preset default
+    ;;
+  bench)
+    build
+    OMP_NUM_THREADS=1 ./build/default/lowbit_bench --benchmark_min_time=0.3
+    ;;
+  *)
+    echo "usage: ./run.sh demo|test|setup|bench" >&2
+    exit 2
+    ;;
+esac
