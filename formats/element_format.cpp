@@ -22,6 +22,7 @@
 
 #include "formats/error.hpp"
 #include "formats/factories.hpp"
+#include "formats/fast_float.hpp"
 #include "formats/float_format.hpp"
 #include "formats/int_format.hpp"
 #include "formats/philox.hpp"
@@ -69,7 +70,14 @@ class ElementFormat final : public TensorFormat {
   ElementFormat(std::string spec, bool is_int, FloatFormat ff, IntFormat fi, ElementPolicy pol, Granularity gran,
                 int64_t group, FloatFormat scale_fmt, Round scale_round, bool op_mul, bool asym, bool full_range)
       : spec_(std::move(spec)), is_int_(is_int), ff_(ff), fi_(fi), pol_(pol), gran_(gran), group_(group),
-        scale_fmt_(scale_fmt), scale_round_(scale_round), op_mul_(op_mul), asym_(asym), full_range_(full_range) {}
+        scale_fmt_(scale_fmt), scale_round_(scale_round), op_mul_(op_mul), asym_(asym), full_range_(full_range) {
+    // s = absmax / denom (symmetric) or (max - min) / denom (asymmetric).
+    if (asym_) denom_ = static_cast<float>(fi_.mask());
+    else if (!is_int_) denom_ = float_max(ff_);
+    else denom_ = full_range_ ? static_cast<float>(int32_t{1} << (fi_.bits - 1)) : static_cast<float>(fi_.hi());
+    scale_fast_ = scale_round_ == Round::NearestEven && fast_rne_supported(scale_fmt_);
+    if (scale_fast_) scale_k_ = FastRne::make(scale_fmt_, Overflow::Saturate);
+  }
 
   std::string spec() const override { return spec_; }
   std::string family() const override { return is_int_ ? "int" : "float"; }
@@ -106,7 +114,7 @@ class ElementFormat final : public TensorFormat {
     const int64_t n = static_cast<int64_t>(x.size());
     std::vector<GroupScale> scales = compute_scales(x, shape);
     std::vector<uint32_t> codes(static_cast<size_t>(n));
-    run(x, shape, scales, [&](int64_t i, uint32_t code, float) { codes[i] = code; });
+    run(x, shape, scales, codes.data(), nullptr);
     PackedTensor p;
     p.spec = spec_;
     p.shape = shape;
@@ -151,8 +159,8 @@ class ElementFormat final : public TensorFormat {
   void fake_quant(std::span<const float> x, const Shape& shape, std::span<float> out) const override {
     check_input(x, shape);
     if (out.size() != x.size()) throw Error(fmt::format("{}: output size mismatch", spec_));
-    const std::vector<GroupScale> scales = compute_scales(x, shape);
-    run(x, shape, scales, [&](int64_t i, uint32_t, float v) { out[i] = v; });
+    std::vector<GroupScale> scales = compute_scales(x, shape);
+    run(x, shape, scales, nullptr, out.data());
   }
 
  private:
@@ -207,33 +215,54 @@ class ElementFormat final : public TensorFormat {
     return decode_float(ff_, code) * s;
   }
 
-  // Per-group statistics and scales.
+  // Scales computed before quantising: per column and per tensor. Group and row scales are
+  // computed inside the quantisation loop, group by group, while the group is in cache.
   std::vector<GroupScale> compute_scales(std::span<const float> x, const Shape& shape) const {
-    if (gran_ == Granularity::None) return {};
     const int64_t ns = num_scales(shape);
-    const int64_t n = static_cast<int64_t>(x.size());
-    const int64_t cols = row_view(shape).cols;
-    std::vector<float> lo(static_cast<size_t>(ns), 0.0f), hi(static_cast<size_t>(ns), 0.0f);
-    std::vector<uint8_t> bad(static_cast<size_t>(ns), 0);
-    auto accumulate = [&](int64_t i) {
-      const int64_t g = scale_index(i, cols, n);
-      const float v = x[i];
-      if (!std::isfinite(v)) bad[g] = 1;
-      lo[g] = std::min(lo[g], v);  // lo <= 0 <= hi by construction (0 stays representable)
-      hi[g] = std::max(hi[g], v);
-    };
-    if (gran_ == Granularity::Group || gran_ == Granularity::Row) {
-      // Groups are contiguous and disjoint: parallel over groups.
-      const int64_t gsize = ns == 0 ? 0 : n / ns;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t g = 0; g < ns; ++g)
-        for (int64_t i = g * gsize; i < (g + 1) * gsize; ++i) accumulate(i);
-    } else {
-      for (int64_t i = 0; i < n; ++i) accumulate(i);
-    }
     std::vector<GroupScale> out(static_cast<size_t>(ns));
-    for (int64_t g = 0; g < ns; ++g) out[g] = make_scale(lo[g], hi[g], bad[g] != 0);
+    if (gran_ == Granularity::Tensor) {
+      out[0] = group_scale(x.data(), static_cast<int64_t>(x.size()));
+    } else if (gran_ == Granularity::Col) {
+      const int64_t n = static_cast<int64_t>(x.size());
+      const int64_t cols = row_view(shape).cols;
+      std::vector<float> lo(static_cast<size_t>(cols), 0.0f), hi(static_cast<size_t>(cols), 0.0f);
+      std::vector<uint8_t> bad(static_cast<size_t>(cols), 0);
+      for (int64_t r = 0; r < n / cols; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          const float v = x[r * cols + c];
+          bad[c] |= !(std::abs(v) <= std::numeric_limits<float>::max());
+          lo[c] = std::min(lo[c], v);
+          hi[c] = std::max(hi[c], v);
+        }
+      }
+      for (int64_t c = 0; c < cols; ++c) out[c] = make_scale(lo[c], hi[c], bad[c] != 0);
+    }
     return out;
+  }
+
+  // Scale of one contiguous group. Reductions on the bit patterns vectorise: |x| orders like
+  // its bits, and key(u) = u ^ ((u >> 31) & 0x7fffffff) (as int32) orders like the float.
+  GroupScale group_scale(const float* p, int64_t len) const {
+    uint32_t amax = 0;
+    int32_t kmin = 0, kmax = 0;
+    if (asym_) {
+      for (int64_t i = 0; i < len; ++i) {
+        const uint32_t u = f32_bits(p[i]);
+        amax = std::max(amax, u & 0x7fffffffu);
+        const int32_t k = static_cast<int32_t>(u ^ ((static_cast<uint32_t>(static_cast<int32_t>(u) >> 31)) & 0x7fffffffu));
+        kmin = std::min(kmin, k);
+        kmax = std::max(kmax, k);
+      }
+    } else {
+      for (int64_t i = 0; i < len; ++i) amax = std::max(amax, f32_bits(p[i]) & 0x7fffffffu);
+    }
+    auto from_key = [](int32_t k) {
+      const uint32_t u = static_cast<uint32_t>(k);
+      return f32_from_bits(u ^ ((static_cast<uint32_t>(k >> 31)) & 0x7fffffffu));
+    };
+    const bool bad = amax > 0x7f7fffffu;
+    if (asym_) return make_scale(from_key(kmin), from_key(kmax), bad);
+    return make_scale(-f32_from_bits(amax), f32_from_bits(amax), bad);
   }
 
   GroupScale make_scale(float lo, float hi, bool bad) const {
@@ -243,95 +272,266 @@ class ElementFormat final : public TensorFormat {
       gs.dec = std::numeric_limits<float>::quiet_NaN();
       return gs;
     }
-    float s;
-    if (asym_) {
-      s = (hi - lo) / static_cast<float>(fi_.mask());
+    const float s = asym_ ? (hi - lo) / denom_ : std::max(-lo, hi) / denom_;
+    if (scale_fmt_ == fmt_desc::fp32) {
+      gs.code = f32_bits(s);
+      gs.dec = s;
+    } else if (scale_fast_) {
+      gs.code = scale_k_.code(s);
+      gs.dec = scale_k_.value(s);
     } else {
-      const float amax = std::max(-lo, hi);
-      float denom;
-      if (!is_int_) denom = float_max(ff_);
-      else denom = full_range_ ? static_cast<float>(int32_t{1} << (fi_.bits - 1)) : static_cast<float>(fi_.hi());
-      s = amax / denom;
+      gs.code = encode_float(scale_fmt_, s, scale_round_, Overflow::Saturate, NanMode::Cuda);
+      gs.dec = decode_float(scale_fmt_, gs.code);
     }
-    gs.code = encode_float(scale_fmt_, s, scale_round_, Overflow::Saturate, NanMode::Cuda);
-    gs.dec = decode_float(scale_fmt_, gs.code);
     if (asym_ && gs.dec > 0.0f) gs.zp = round_to_int(-lo / gs.dec, 0, static_cast<int32_t>(fi_.mask()));
     return gs;
   }
 
-  // Quantises every element: sink(i, code, dequantised value).
-  template <class Sink>
-  void run(std::span<const float> x, const Shape& shape, const std::vector<GroupScale>& scales, Sink&& sink) const {
-    if (is_int_) {
-      run_int(x, shape, scales, sink);
+  // Visits the tensor in segments that share one scale: body(i0, i1, gs, per_col) where gs is
+  // null (plain cast), the segment's scale, or (per_col) the per-column scales indexed i - i0.
+  template <class Body>
+  void for_segments(const float* x, int64_t n, int64_t cols, GroupScale* scales, int64_t ns, Body&& body) const {
+    if (gran_ == Granularity::None || n == 0) {
+      constexpr int64_t kChunk = 1 << 14;
+      const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t c = 0; c < chunks; ++c) body(c * kChunk, std::min(n, (c + 1) * kChunk), nullptr, false);
+    } else if (gran_ == Granularity::Col) {
+      const int64_t rows = n / cols;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t r = 0; r < rows; ++r) body(r * cols, (r + 1) * cols, scales, true);
+    } else if (gran_ == Granularity::Tensor) {
+      constexpr int64_t kChunk = 1 << 14;
+      const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t c = 0; c < chunks; ++c) body(c * kChunk, std::min(n, (c + 1) * kChunk), scales, false);
     } else {
-      with_float_codec(ff_, [&](auto codec) { run_float(codec, x, shape, scales, sink); });
+      // Groups along rows: scale computed here, fused with quantisation.
+      const int64_t gsize = n / ns;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t g = 0; g < ns; ++g) {
+        scales[g] = group_scale(x + g * gsize, gsize);
+        body(g * gsize, (g + 1) * gsize, scales + g, false);
+      }
     }
   }
 
-  template <class Codec, class Sink>
-  void run_float(Codec codec, std::span<const float> x, const Shape& shape, const std::vector<GroupScale>& scales,
-                 Sink& sink) const {
+  // Quantises every element, writing codes and/or dequantised values (either may be null).
+  void run(std::span<const float> x, const Shape& shape, std::vector<GroupScale>& scales, uint32_t* codes,
+           float* vals) const {
     const int64_t n = static_cast<int64_t>(x.size());
     const int64_t cols = row_view(shape).cols;
-    const ElementPolicy pol = pol_;
-    const bool sr = pol.round == Round::Stochastic;
-    if (gran_ == Granularity::None) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
-        const uint32_t c = encode_float(codec.f, x[i], pol.round, pol.overflow, pol.nan, rb);
-        sink(i, c, decode_float(codec.f, c));
+    const bool fast = is_int_ ? pol_.round == Round::NearestEven : fast_path() && fast_rne_supported(ff_);
+    if (fast && gran_ == Granularity::Group && group_ < 256 && cols >= 2 * group_) {
+      return run_small_groups(x.data(), n, cols, scales, codes, vals);
+    }
+    if (is_int_) {
+      for_segments(x.data(), n, cols, scales.data(), static_cast<int64_t>(scales.size()),
+                   [&](int64_t i0, int64_t i1, const GroupScale* gs, bool per_col) {
+                     int_segment(x.data(), i0, i1, gs, per_col, codes, vals);
+                   });
+    } else {
+      const bool fast = fast_path() && fast_rne_supported(ff_);
+      const FastRne k = fast ? FastRne::make(ff_, pol_.overflow) : FastRne{};
+      with_float_codec(ff_, [&](auto codec) {
+        for_segments(x.data(), n, cols, scales.data(), static_cast<int64_t>(scales.size()),
+                     [&](int64_t i0, int64_t i1, const GroupScale* gs, bool per_col) {
+                       float_segment(codec, fast ? &k : nullptr, x.data(), i0, i1, gs, per_col, codes, vals);
+                     });
+      });
+    }
+  }
+
+  bool fast_path() const { return pol_.round == Round::NearestEven && pol_.nan == NanMode::Cuda; }
+
+  // One row of run_small_groups: s[i], z[i] are the element's scale and zero point.
+  void small_group_row(const FastRne& kk, const float* __restrict xr, const float* __restrict s,
+                       const float* __restrict z, int64_t cols, bool mul, int32_t qlo, int32_t qhi, uint32_t mask,
+                       float* __restrict vr, uint32_t* __restrict cr) const {
+    const FastRne k = kk;
+    if (!is_int_) {
+      if (vr) {
+        for (int64_t i = 0; i < cols; ++i) {
+          const bool ok = s[i] != 0.0f && s[i] == s[i];
+          const float sd = ok ? s[i] : 1.0f;
+          const float t = mul ? xr[i] * (1.0f / sd) : xr[i] / sd;
+          vr[i] = ok ? k.value(t) * s[i] : 0.0f * s[i];
+        }
+      }
+      if (cr) {
+        for (int64_t i = 0; i < cols; ++i) {
+          const bool ok = s[i] != 0.0f && s[i] == s[i];
+          const float sd = ok ? s[i] : 1.0f;
+          const float t = mul ? xr[i] * (1.0f / sd) : xr[i] / sd;
+          cr[i] = ok ? k.code(t) : 0u;
+        }
       }
       return;
     }
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const GroupScale& gs = scales[scale_index(i, cols, n)];
-      const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
-      float t = 0.0f;
-      if (gs.dec != 0.0f) t = op_mul_ ? x[i] * (1.0f / gs.dec) : x[i] / gs.dec;
-      if (std::isnan(gs.dec)) t = 0.0f;
-      const uint32_t c = encode_float(codec.f, t, pol.round, pol.overflow, pol.nan, rb);
-      sink(i, c, decode_float(codec.f, c) * gs.dec);
+    const float magic = 12582912.0f;  // 1.5 * 2^23: (t + magic) - magic = rne(t) for |t| <= 2^22
+    const float flo = static_cast<float>(qlo), fhi = static_cast<float>(qhi);
+    auto q_of = [&](int64_t i, float sd) {
+      float t = mul ? xr[i] * (1.0f / sd) : xr[i] / sd;
+      const float lo = flo - z[i], hi = fhi - z[i];
+      t = t < lo ? lo : (t > hi ? hi : t);
+      return (t + magic) - magic;
+    };
+    if (vr) {
+      for (int64_t i = 0; i < cols; ++i) {
+        const bool ok = s[i] != 0.0f && s[i] == s[i];
+        const float q = q_of(i, ok ? s[i] : 1.0f);
+        vr[i] = ok ? s[i] * q : 0.0f * s[i];
+      }
+    }
+    if (cr) {
+      for (int64_t i = 0; i < cols; ++i) {
+        const bool ok = s[i] != 0.0f && s[i] == s[i];
+        const float q = q_of(i, ok ? s[i] : 1.0f);
+        cr[i] = ok ? static_cast<uint32_t>(static_cast<int32_t>(q + z[i])) & mask : 0u;
+      }
     }
   }
 
-  template <class Sink>
-  void run_int(std::span<const float> x, const Shape& shape, const std::vector<GroupScale>& scales, Sink& sink) const {
-    const int64_t n = static_cast<int64_t>(x.size());
-    const int64_t cols = row_view(shape).cols;
+  // Small groups (RNE fast paths only): per row, compute the group scales, broadcast them to
+  // one scale per element, then quantise the whole row in one vectorised loop. Same results
+  // as the per-group segments (zero / NaN scales handled by selects).
+  void run_small_groups(const float* x, int64_t n, int64_t cols, std::vector<GroupScale>& scales, uint32_t* codes,
+                        float* vals) const {
+    const int64_t rows = n / cols, gpr = cols / group_, G = group_;
+    const FastRne k = is_int_ ? FastRne{} : FastRne::make(ff_, pol_.overflow);
+    const bool mul = op_mul_;
+    const int32_t qlo = asym_ ? 0 : (full_range_ ? fi_.lo() : -fi_.hi());
+    const int32_t qhi = asym_ ? static_cast<int32_t>(fi_.mask()) : fi_.hi();
+    const uint32_t mask = fi_.mask();
+#pragma omp parallel if (n > kParallelMin)
+    {
+      std::vector<float> sb(static_cast<size_t>(cols)), zb(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * cols;
+        GroupScale* sr = scales.data() + r * gpr;
+        for (int64_t g = 0; g < gpr; ++g) {
+          sr[g] = group_scale(xr + g * G, G);
+          for (int64_t j = 0; j < G; ++j) {
+            sb[g * G + j] = sr[g].dec;
+            zb[g * G + j] = static_cast<float>(sr[g].zp);
+          }
+        }
+        float* __restrict vr = vals ? vals + r * cols : nullptr;
+        uint32_t* __restrict cr = codes ? codes + r * cols : nullptr;
+        small_group_row(k, xr, sb.data(), zb.data(), cols, mul, qlo, qhi, mask, vr, cr);
+      }
+    }
+  }
+
+  // A segment whose scale is zero or NaN: codes 0, values 0 or NaN.
+  static void degenerate_segment(int64_t i0, int64_t i1, float s, uint32_t* codes, float* vals) {
+    for (int64_t i = i0; i < i1; ++i) {
+      if (codes) codes[i] = 0;
+      if (vals) vals[i] = 0.0f * s;
+    }
+  }
+
+  template <class Codec>
+  void float_segment(Codec codec, const FastRne* fast, const float* x, int64_t i0, int64_t i1, const GroupScale* gs,
+                     bool per_col, uint32_t* codes, float* vals) const {
+    const ElementPolicy pol = pol_;
+    const bool sr = pol.round == Round::Stochastic;
+    // Scaled value t of element i, with the decoded scale s.
+    auto slow = [&](int64_t i, float t, float s) {
+      const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
+      const uint32_t c = encode_float(codec.f, t, pol.round, pol.overflow, pol.nan, rb);
+      if (codes) codes[i] = c;
+      if (vals) vals[i] = gs ? decode_float(codec.f, c) * s : decode_float(codec.f, c);
+    };
+    if (per_col) {  // per-element scales: reference path
+      for (int64_t i = i0; i < i1; ++i) {
+        const float s = gs[i - i0].dec;
+        if (s == 0.0f || std::isnan(s)) {
+          degenerate_segment(i, i + 1, s, codes, vals);
+          continue;
+        }
+        slow(i, op_mul_ ? x[i] * (1.0f / s) : x[i] / s, s);
+      }
+      return;
+    }
+    const float s = gs ? gs->dec : 1.0f;
+    if (gs && (s == 0.0f || std::isnan(s))) return degenerate_segment(i0, i1, s, codes, vals);
+    const float inv = 1.0f / s;
+    const bool mul = op_mul_;
+    if (fast) {
+      const FastRne k = *fast;
+      if (!gs) {
+        if (vals) for (int64_t i = i0; i < i1; ++i) vals[i] = k.value(x[i]);
+        if (codes) for (int64_t i = i0; i < i1; ++i) codes[i] = k.code(x[i]);
+      } else if (mul) {
+        if (vals) for (int64_t i = i0; i < i1; ++i) vals[i] = k.value(x[i] * inv) * s;
+        if (codes) for (int64_t i = i0; i < i1; ++i) codes[i] = k.code(x[i] * inv);
+      } else {
+        if (vals) for (int64_t i = i0; i < i1; ++i) vals[i] = k.value(x[i] / s) * s;
+        if (codes) for (int64_t i = i0; i < i1; ++i) codes[i] = k.code(x[i] / s);
+      }
+      return;
+    }
+    for (int64_t i = i0; i < i1; ++i) slow(i, !gs ? x[i] : (mul ? x[i] * inv : x[i] / s), s);
+  }
+
+  void int_segment(const float* x, int64_t i0, int64_t i1, const GroupScale* gs, bool per_col, uint32_t* codes,
+                   float* vals) const {
     const ElementPolicy pol = pol_;
     const bool sr = pol.round == Round::Stochastic;
     const int32_t qlo = asym_ ? 0 : (gran_ != Granularity::None && !full_range_ ? -fi_.hi() : fi_.lo());
     const int32_t qhi = asym_ ? static_cast<int32_t>(fi_.mask()) : fi_.hi();
-    if (gran_ == Granularity::None) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
-        const int32_t q = round_to_int(x[i], qlo, qhi, pol.round, rb);
-        sink(i, int_to_code(fi_, q), static_cast<float>(q));
-      }
-      return;
-    }
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      const GroupScale& gs = scales[scale_index(i, cols, n)];
+    const uint32_t mask = fi_.mask();
+    // Reference path for element i with scaled value t.
+    auto slow = [&](int64_t i, float t, const GroupScale* g) {
       const uint32_t rb = sr ? sr_bits(pol.seed, static_cast<uint64_t>(i)) : 0u;
-      float t = 0.0f;
-      if (gs.dec != 0.0f && !std::isnan(gs.dec)) t = op_mul_ ? x[i] * (1.0f / gs.dec) : x[i] / gs.dec;
-      int32_t q;
       if (asym_) {
         // clamp(round(x/s) + zp): round first (the zero point is an integer), then clamp.
         const int32_t r = round_to_int(t, -(1 << 30), 1 << 30, pol.round, rb);
-        const int64_t v = static_cast<int64_t>(r) + gs.zp;
-        q = static_cast<int32_t>(v < qlo ? qlo : (v > qhi ? qhi : v));
-        sink(i, static_cast<uint32_t>(q), gs.dec * static_cast<float>(q - gs.zp));
+        const int64_t v = static_cast<int64_t>(r) + g->zp;
+        const int32_t q = static_cast<int32_t>(v < qlo ? qlo : (v > qhi ? qhi : v));
+        if (codes) codes[i] = static_cast<uint32_t>(q);
+        if (vals) vals[i] = g->dec * static_cast<float>(q - g->zp);
       } else {
-        q = round_to_int(t, qlo, qhi, pol.round, rb);
-        sink(i, int_to_code(fi_, q), gs.dec * static_cast<float>(q));
+        const int32_t q = round_to_int(t, qlo, qhi, pol.round, rb);
+        if (codes) codes[i] = int_to_code(fi_, q);
+        if (vals) vals[i] = g ? g->dec * static_cast<float>(q) : static_cast<float>(q);
       }
+    };
+    if (per_col) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const GroupScale* g = gs + (i - i0);
+        if (g->dec == 0.0f || std::isnan(g->dec)) {
+          degenerate_segment(i, i + 1, g->dec, codes, vals);
+          continue;
+        }
+        slow(i, op_mul_ ? x[i] * (1.0f / g->dec) : x[i] / g->dec, g);
+      }
+      return;
     }
+    const float s = gs ? gs->dec : 1.0f;
+    if (gs && (s == 0.0f || std::isnan(s))) return degenerate_segment(i0, i1, s, codes, vals);
+    const float inv = 1.0f / s;
+    if (pol.round == Round::NearestEven) {
+      // rne(clamp(t, lo - zp, hi - zp)) + zp == clamp(rne(t) + zp, lo, hi) for integer bounds;
+      // (t + 1.5 * 2^23) - 1.5 * 2^23 rounds |t| <= 2^22 to an integer, ties to even.
+      const int32_t zp = gs && asym_ ? gs->zp : 0;
+      const float lo = static_cast<float>(qlo - zp), hi = static_cast<float>(qhi - zp);
+      const float magic = 12582912.0f;
+      const bool mul = op_mul_;
+      const bool scaled = gs != nullptr;
+      for (int64_t i = i0; i < i1; ++i) {
+        float t = !scaled ? x[i] : (mul ? x[i] * inv : x[i] / s);
+        t = t != t ? 0.0f : t;  // NaN -> 0 (plain casts; scaled NaN groups never get here)
+        t = t < lo ? lo : (t > hi ? hi : t);
+        const float q = (t + magic) - magic;
+        if (vals) vals[i] = scaled ? s * q : q;
+        if (codes) codes[i] = static_cast<uint32_t>(static_cast<int32_t>(q) + zp) & mask;
+      }
+      return;
+    }
+    for (int64_t i = i0; i < i1; ++i) slow(i, !gs ? x[i] : (op_mul_ ? x[i] * inv : x[i] / s), gs);
   }
 
   std::string spec_;
@@ -346,6 +546,9 @@ class ElementFormat final : public TensorFormat {
   bool op_mul_;
   bool asym_;
   bool full_range_;
+  float denom_ = 1.0f;
+  bool scale_fast_ = false;  // scale cast through FastRne (RNE, saturating)
+  FastRne scale_k_;
 };
 
 }  // namespace

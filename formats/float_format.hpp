@@ -29,30 +29,30 @@ struct FloatFormat {
   bool has_inf = false;             // top exponent field with zero mantissa = Inf (IEEE)
   NanEncoding nan = NanEncoding::None;
   bool has_zero = true;             // false: exponent field 0 is an ordinary binade (E8M0)
-  bool subnormals = true;           // false: results in the subnormal range flush to +-0
+  bool subnormals = true;           // false: no subnormal codes; values round to 0 or 2^emin
 
-  constexpr int magnitude_bits() const { return ebits + mbits; }
-  constexpr int total_bits() const { return magnitude_bits() + (has_sign ? 1 : 0); }
-  constexpr uint32_t magnitude_mask() const { return (1u << magnitude_bits()) - 1; }
-  constexpr uint32_t sign_bit() const { return has_sign ? 1u << magnitude_bits() : 0u; }
-  constexpr uint32_t max_exp_field() const { return (1u << ebits) - 1; }
+  LOWBIT_HD constexpr int magnitude_bits() const { return ebits + mbits; }
+  LOWBIT_HD constexpr int total_bits() const { return magnitude_bits() + (has_sign ? 1 : 0); }
+  LOWBIT_HD constexpr uint32_t magnitude_mask() const { return (1u << magnitude_bits()) - 1; }
+  LOWBIT_HD constexpr uint32_t sign_bit() const { return has_sign ? 1u << magnitude_bits() : 0u; }
+  LOWBIT_HD constexpr uint32_t max_exp_field() const { return (1u << ebits) - 1; }
   // Exponent of the lowest binade that holds normal numbers.
-  constexpr int emin() const { return (has_zero ? 1 : 0) - bias; }
+  LOWBIT_HD constexpr int emin() const { return (has_zero ? 1 : 0) - bias; }
   // Largest finite magnitude code.
-  constexpr uint32_t max_finite_code() const {
+  LOWBIT_HD constexpr uint32_t max_finite_code() const {
     if (has_inf || nan == NanEncoding::Ieee) return (max_exp_field() << mbits) - 1;
     if (nan == NanEncoding::AllOnes) return magnitude_mask() - 1;
     return magnitude_mask();
   }
   // Smallest positive magnitude code (1 with subnormals; the min normal otherwise; 0 for E8M0).
-  constexpr uint32_t min_positive_code() const {
+  LOWBIT_HD constexpr uint32_t min_positive_code() const {
     if (!has_zero) return 0;
     return subnormals ? 1u : (1u << mbits);
   }
-  constexpr uint32_t canonical_nan_code() const {
+  LOWBIT_HD constexpr uint32_t canonical_nan_code() const {
     return nan == NanEncoding::None ? 0u : magnitude_mask();  // positive, all ones
   }
-  constexpr uint32_t inf_code() const { return max_exp_field() << mbits; }
+  LOWBIT_HD constexpr uint32_t inf_code() const { return max_exp_field() << mbits; }
   constexpr bool operator==(const FloatFormat&) const = default;
 };
 
@@ -77,10 +77,12 @@ LOWBIT_HD float decode_float(const FloatFormat& f, uint32_t code) {
   const uint32_t ef = mag >> f.mbits;
   const uint32_t mf = mag & ((1u << f.mbits) - 1);
   const float sgn = neg ? -1.0f : 1.0f;
-  if (f.nan == NanEncoding::AllOnes && mag == f.magnitude_mask()) return sgn * f32_from_bits(0x7fc00000u);
+  // NaN and Inf are built from bits: the sign of a NaN product is not specified by IEEE 754.
+  const uint32_t sign32 = neg ? 0x80000000u : 0u;
+  if (f.nan == NanEncoding::AllOnes && mag == f.magnitude_mask()) return f32_from_bits(sign32 | 0x7fc00000u);
   if (ef == f.max_exp_field() && (f.has_inf || f.nan == NanEncoding::Ieee)) {
-    if (mf == 0 && f.has_inf) return sgn * f32_from_bits(0x7f800000u);
-    if (mf != 0 && f.nan == NanEncoding::Ieee) return sgn * f32_from_bits(0x7fc00000u);
+    if (mf == 0 && f.has_inf) return f32_from_bits(sign32 | 0x7f800000u);
+    if (mf != 0 && f.nan == NanEncoding::Ieee) return f32_from_bits(sign32 | 0x7fc00000u);
   }
   float v;
   if (ef == 0 && f.has_zero) {
@@ -137,18 +139,21 @@ LOWBIT_HD uint32_t encode_float(const FloatFormat& f, float x, Round mode = Roun
   const int e2 = (ex ? static_cast<int>(ex) - 150 : -149) - scale_exp;
   const int e_floor = e2 + 31 - clz32(sig);  // floor(log2 |x|)
   const int emin = f.emin();
+  if (f.has_zero && !f.subnormals && e_floor < emin) {
+    // No subnormals: the neighbours are 0 and 2^emin; round at that quantum (a tie goes to 0,
+    // whose significand is the even one).
+    const uint64_t q = round_shifted(sig, emin - e2, neg, mode, rbits);
+    return sign | (q ? (1u << f.mbits) : 0u);
+  }
   const int eq = e_floor > emin ? e_floor : emin;
   const int shift = (eq - f.mbits) - e2;
-  const uint64_t q = round_shifted(sig, shift, neg, mode, rbits);
   // Normal: ((eq + bias) << mbits) + (q - 2^mbits); a carry to 2^(mbits+1) moves to the next
   // binade by itself. Subnormal (eq = emin, q < 2^mbits): the exponent field is 0.
-  int64_t code = (static_cast<int64_t>(eq + f.bias - (f.has_zero ? 1 : 0)) << f.mbits) + static_cast<int64_t>(q);
-  if (!f.has_zero) {
-    code -= int64_t{1} << f.mbits;  // field 0 is a normal binade
-    if (code < 0) code = 0;         // below the smallest power: no zero to fall to
-  } else if (!f.subnormals && code < (int64_t{1} << f.mbits)) {
-    code = 0;  // flush the subnormal range
-  }
+  const int64_t base = (static_cast<int64_t>(eq + f.bias - (f.has_zero ? 1 : 0)) << f.mbits) -
+                       (f.has_zero ? 0 : (int64_t{1} << f.mbits));  // no zero: field 0 is a binade
+  const uint64_t q = round_shifted(sig, shift, neg, mode, rbits, static_cast<uint64_t>(base));
+  int64_t code = base + static_cast<int64_t>(q);
+  if (code < 0) code = 0;  // no zero (E8M0): below the smallest power stays at code 0
   if (code > static_cast<int64_t>(max_code)) {
     if (overflow == Overflow::Saturate || rounds_toward_zero(mode, neg)) return sign | max_code;
     if (f.has_inf && overflow == Overflow::Inf) return sign | f.inf_code();

@@ -6,19 +6,22 @@
 
 #if defined(__CUDACC__)
 #define LOWBIT_HD __host__ __device__ __forceinline__
+#define LOWBIT_HD_HOT __host__ __device__ __forceinline__
 #else
 #define LOWBIT_HD inline
+// For the small per-element functions of vectorised loops: always inlined on the host too.
+#define LOWBIT_HD_HOT inline __attribute__((always_inline))
 #endif
 
 namespace lowbit {
 
-LOWBIT_HD uint32_t f32_bits(float x) {
+LOWBIT_HD_HOT uint32_t f32_bits(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
   return u;
 }
 
-LOWBIT_HD float f32_from_bits(uint32_t u) {
+LOWBIT_HD_HOT float f32_from_bits(uint32_t u) {
   float x;
   std::memcpy(&x, &u, sizeof x);
   return x;

@@ -12,9 +12,9 @@ namespace lowbit {
 struct IntFormat {
   int bits = 8;
   bool is_signed = true;
-  constexpr int32_t lo() const { return is_signed ? -(int32_t{1} << (bits - 1)) : 0; }
-  constexpr int32_t hi() const { return is_signed ? (int32_t{1} << (bits - 1)) - 1 : (int32_t{1} << bits) - 1; }
-  constexpr uint32_t mask() const { return (1u << bits) - 1; }
+  LOWBIT_HD constexpr int32_t lo() const { return is_signed ? -(int32_t{1} << (bits - 1)) : 0; }
+  LOWBIT_HD constexpr int32_t hi() const { return is_signed ? (int32_t{1} << (bits - 1)) - 1 : (int32_t{1} << bits) - 1; }
+  LOWBIT_HD constexpr uint32_t mask() const { return (1u << bits) - 1; }
   constexpr bool operator==(const IntFormat&) const = default;
 };
 

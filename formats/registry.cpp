@@ -19,7 +19,9 @@ constexpr const char* kIntOpts =
     "scale_round=, op=div|mul, round=rne|rna|rz|rd|ru|sr, seed=N";
 constexpr const char* kMxOpts =
     "scale=floor|rceil|ceil|even (default floor, OCP), round=rne|rna|rz|rd|ru|sr, seed=N, inf=nan|sat, flush_subnormals";
-constexpr const char* kCodebookOpts = "gN (block, default 64), dq (double quantisation), backend=cuda|torch, order=hi|lo";
+constexpr const char* kCodebookOpts =
+    "gN (block, default 64), dq (double quantisation), dqmap=avx2|avx512|scalar (with dq), backend=cuda|torch, "
+    "order=hi|lo";
 
 enum class Family { Element, Mx, Nvfp4, Codebook, Lzs };
 

@@ -66,7 +66,10 @@ LOWBIT_HD bool rounds_toward_zero(Round r, bool negative) {
 // below a half" survives, which is all any mode needs. Stochastic rounding: with f = the dropped fraction quantised to 32 bits by
 // truncation (exact whenever shift <= 32), round away iff rbits < f * 2^32, so
 // P(away) = floor(frac * 2^32) / 2^32 for uniform rbits: unbiased up to 2^-32.
-LOWBIT_HD uint64_t round_shifted(uint64_t sig, int shift, bool negative, Round mode, uint32_t rbits) {
+// Ties to even test the parity of q + parity_offset: the code's LSB, when the code is q plus an
+// odd offset (formats with no mantissa bits, where the LSB is the exponent's).
+LOWBIT_HD uint64_t round_shifted(uint64_t sig, int shift, bool negative, Round mode, uint32_t rbits,
+                                 uint64_t parity_offset = 0) {
   if (shift <= 0) return sig << (-shift);
   if (shift > 62) {
     // Keep a sticky bit: the value is non-zero but far below half an ulp.
@@ -78,7 +81,7 @@ LOWBIT_HD uint64_t round_shifted(uint64_t sig, int shift, bool negative, Round m
   const uint64_t half = uint64_t{1} << (shift - 1);
   bool up = false;
   switch (mode) {
-    case Round::NearestEven: up = rem > half || (rem == half && (q & 1)); break;
+    case Round::NearestEven: up = rem > half || (rem == half && ((q + parity_offset) & 1)); break;
     case Round::NearestAway: up = rem >= half; break;
     case Round::TowardZero: up = false; break;
     case Round::Down: up = negative && rem != 0; break;

@@ -69,7 +69,7 @@ void pack_codes(std::span<const uint32_t> codes, int code_bits, std::span<uint8_
     }
     return;
   }
-  std::memset(out.data(), 0, out.size());
+  if (!out.empty()) std::memset(out.data(), 0, out.size());
   const int per_byte = 8 / sb;
   for (int64_t i = 0; i < n; ++i)
     out[i / per_byte] |= static_cast<uint8_t>((codes[i] & mask) << (sb * (i % per_byte)));
@@ -125,7 +125,7 @@ std::vector<float> section_f32(const Section& s) {
   if (static_cast<int64_t>(s.bytes.size()) != 4 * n)
     throw Error(fmt::format("section '{}' holds {} bytes, expected {}", s.name, s.bytes.size(), 4 * n));
   std::vector<float> v(static_cast<size_t>(n));
-  std::memcpy(v.data(), s.bytes.data(), s.bytes.size());
+  if (n > 0) std::memcpy(v.data(), s.bytes.data(), s.bytes.size());
   return v;
 }
 
@@ -141,7 +141,7 @@ Section make_section_u(std::string name, int bits, Shape shape, std::span<const 
 Section make_section_f32(std::string name, Shape shape, std::span<const float> values) {
   Section s{std::move(name), "f32", std::move(shape), {}};
   s.bytes.resize(values.size() * 4);
-  std::memcpy(s.bytes.data(), values.data(), s.bytes.size());
+  if (!values.empty()) std::memcpy(s.bytes.data(), values.data(), s.bytes.size());
   return s;
 }
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Command-line behaviour of `lowbit`: outputs that must round-trip, and bad input that must
+# exit non-zero with exactly one line "lowbit: error: ..." (no crash, no partial output).
+# Usage: LOWBIT=path/to/lowbit run_cli_tests.sh SOURCE_DIR
+set -uo pipefail
+src=${1:?source dir}
+bin=${LOWBIT:?LOWBIT must point at the lowbit binary}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+pass() { echo "ok   $1"; }
+fail() { echo "FAIL $1"; fails=$((fails + 1)); }
+
+# expect_error NAME WORD CMD...: exit 1, one stderr line starting "lowbit: error:" containing WORD.
+expect_error() {
+  local name=$1 word=$2
+  shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$tmp/err")
+  if [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^lowbit: error: .*$word" "$tmp/err"; then
+    pass "$name"
+  else
+    fail "$name (rc=$rc, stderr: $(head -c 300 "$tmp/err"))"
+  fi
+}
+
+# 1. formats lists every family.
+if "$bin" formats >"$tmp/formats.txt"; then
+  missing=""
+  for n in int2 int8 uint4 fp4_e2m1 fp6_e2m3 fp6_e3m2 fp8_e4m3 fp8_e5m2 e8m0 fp16 bf16 mxfp8_e4m3 mxfp8_e5m2 \
+           mxfp6_e2m3 mxfp6_e3m2 mxfp4 mxint8 nvfp4 nf4 bnb_fp4 af4 lzs4; do
+    grep -qE "^$n " "$tmp/formats.txt" || missing="$missing $n"
+  done
+  if grep -q unavailable "$tmp/formats.txt"; then missing="$missing (unavailable entries)"; fi
+  [ -z "$missing" ] && pass "formats lists all" || fail "formats missing:$missing"
+else
+  fail "formats exit status"
+fi
+
+# 2. quantize -> packed -> dequantize reproduces the fake-quantised output byte for byte.
+"$bin" synth --dist gaussian --shape 8,64 --seed 3 --out "$tmp/x.npy" >/dev/null || fail "synth"
+for spec in int4:g64 mxfp4 nvfp4 nf4 lzs4:g16 fp8_e4m3 uint4:g32:scale=fp16; do
+  if "$bin" quantize -f "$spec" -i "$tmp/x.npy" -o "$tmp/y.npy" --codes "$tmp/c.npy" --packed "$tmp/p.bin" >/dev/null &&
+     "$bin" dequantize --packed "$tmp/p.bin" -o "$tmp/z.npy" >/dev/null && cmp -s "$tmp/y.npy" "$tmp/z.npy" &&
+     [ -s "$tmp/c.npy" ]; then
+    pass "round trip $spec"
+  else
+    fail "round trip $spec"
+  fi
+done
+"$bin" quantize -f mxfp4 -i "$tmp/x.npy" --scales "$tmp/s.npy" >/dev/null && [ -s "$tmp/s.npy" ] &&
+  pass "scales written" || fail "scales written"
+
+# 3. error table and JSON.
+"$bin" error -f int8,int4:g64 -i "$tmp/x.npy" >"$tmp/e.txt" && grep -q "int4:g64" "$tmp/e.txt" &&
+  pass "error table" || fail "error table"
+if "$bin" error -f int8,int4:g64 -i "$tmp/x.npy" --json >"$tmp/e.json" &&
+   python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert len(r)==2 and r[1]['sqnr_db']>15" "$tmp/e.json"; then
+  pass "error json"
+else
+  fail "error json"
+fi
+
+# 4. bad input.
+expect_error "missing file" "no-such" "$bin" error -f int8 -i "$tmp/no-such.npy"
+head -c 100 /dev/urandom >"$tmp/garbage.npy"
+expect_error "garbage npy" "garbage.npy" "$bin" error -f int8 -i "$tmp/garbage.npy"
+head -c 200 "$tmp/x.npy" >"$tmp/trunc.npy"
+expect_error "truncated npy" "trunc.npy" "$bin" quantize -f int8 -i "$tmp/trunc.npy" -o "$tmp/o.npy"
+[ -e "$tmp/o.npy" ] && fail "no output on error" || pass "no output on error"
+head -c 40 "$tmp/p.bin" >"$tmp/trunc.bin"
+expect_error "truncated packed" "trunc.bin" "$bin" dequantize --packed "$tmp/trunc.bin" -o "$tmp/o.npy"
+printf 'LOWBITPK\001\000\000\000\005\000\000\000{bad}' >"$tmp/badjson.bin"
+expect_error "packed bad json" "JSON" "$bin" dequantize --packed "$tmp/badjson.bin" -o "$tmp/o.npy"
+expect_error "unknown format" "nosuch" "$bin" error -f nosuch -i "$tmp/x.npy"
+expect_error "unknown option" "bogus" "$bin" quantize -f int4:g64:bogus -i "$tmp/x.npy" -o "$tmp/o.npy"
+expect_error "group not dividing" "divide" "$bin" quantize -f int4:g48 -i "$tmp/x.npy" -o "$tmp/o.npy"
+expect_error "mx not dividing" "32" "$bin" quantize -f mxfp4 -i "$src/tests/cli/odd_cols.npy" -o "$tmp/o.npy"
+"$bin" synth --shape 4,8 --name act --out "$tmp/t.safetensors" >/dev/null || fail "synth safetensors"
+"$bin" error -f int8 -i "$tmp/t.safetensors:act" | grep -q act && pass "safetensors by name" || fail "safetensors by name"
+expect_error "safetensors name" "nosuch" "$bin" error -f int8 -i "$tmp/t.safetensors:nosuch"
+expect_error "bad synth dist" "distribution" "$bin" synth --dist cauchy --out "$tmp/o.npy"
+expect_error "absurd shape" "large" "$bin" synth --shape 100000,100000,1000 --out "$tmp/o.npy"
+
+if [ "$fails" -ne 0 ]; then
+  echo "$fails CLI check(s) failed"
+  exit 1
+fi
+echo "all CLI checks passed"
