@@ -75,6 +75,7 @@ class ElementFormat final : public TensorFormat {
     if (asym_) denom_ = static_cast<float>(fi_.mask());
     else if (!is_int_) denom_ = float_max(ff_);
     else denom_ = full_range_ ? static_cast<float>(int32_t{1} << (fi_.bits - 1)) : static_cast<float>(fi_.hi());
+    scale_fp32_ = scale_fmt_ == fmt_desc::fp32;
     scale_fast_ = scale_round_ == Round::NearestEven && fast_rne_supported(scale_fmt_);
     if (scale_fast_) scale_k_ = FastRne::make(scale_fmt_, Overflow::Saturate);
   }
@@ -273,7 +274,7 @@ class ElementFormat final : public TensorFormat {
       return gs;
     }
     const float s = asym_ ? (hi - lo) / denom_ : std::max(-lo, hi) / denom_;
-    if (scale_fmt_ == fmt_desc::fp32) {
+    if (scale_fp32_) {
       gs.code = f32_bits(s);
       gs.dec = s;
     } else if (scale_fast_) {
@@ -372,6 +373,7 @@ class ElementFormat final : public TensorFormat {
     const float flo = static_cast<float>(qlo), fhi = static_cast<float>(qhi);
     auto q_of = [&](int64_t i, float sd) {
       float t = mul ? xr[i] * (1.0f / sd) : xr[i] / sd;
+      t = t != t ? 0.0f : t;  // 0 * (1/subnormal scale) = 0 * Inf: NaN -> 0, as round_to_int does
       const float lo = flo - z[i], hi = fhi - z[i];
       t = t < lo ? lo : (t > hi ? hi : t);
       return (t + magic) - magic;
@@ -406,15 +408,86 @@ class ElementFormat final : public TensorFormat {
 #pragma omp parallel if (n > kParallelMin)
     {
       std::vector<float> sb(static_cast<size_t>(cols)), zb(static_cast<size_t>(cols));
+      std::vector<uint32_t> amax_buf(static_cast<size_t>(gpr)), code_buf(static_cast<size_t>(gpr));
+      std::vector<float> dec_buf(static_cast<size_t>(gpr));
+      std::vector<int32_t> kmin_buf(static_cast<size_t>(gpr)), kmax_buf(static_cast<size_t>(gpr)),
+          zp_buf(static_cast<size_t>(gpr));
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         const float* xr = x + r * cols;
         GroupScale* sr = scales.data() + r * gpr;
+        // Phases: statistics of every group of the row (a tight streaming loop), scales, then
+        // the per-element scale broadcast.
+        if (asym_ && (scale_fp32_ || scale_fast_)) {
+          // Vectorised group_scale + make_scale for asymmetric scales (same operations).
+          for (int64_t g = 0; g < gpr; ++g) {
+            uint32_t amax = 0;
+            int32_t kmin = 0, kmax = 0;
+            for (int64_t j = 0; j < G; ++j) {
+              const uint32_t u = f32_bits(xr[g * G + j]);
+              amax = std::max(amax, u & 0x7fffffffu);
+              const int32_t k = static_cast<int32_t>(u ^ ((static_cast<uint32_t>(static_cast<int32_t>(u) >> 31)) & 0x7fffffffu));
+              kmin = std::min(kmin, k);
+              kmax = std::max(kmax, k);
+            }
+            amax_buf[g] = amax;
+            kmin_buf[g] = kmin;
+            kmax_buf[g] = kmax;
+          }
+          const float denom = denom_, fmask = static_cast<float>(fi_.mask());
+          const FastRne sk = scale_k_;
+          const bool f32 = scale_fp32_;
+          const uint32_t nan_code = scale_fmt_.canonical_nan_code();
+          const float qnan = std::numeric_limits<float>::quiet_NaN();
+          for (int64_t g = 0; g < gpr; ++g) {
+            const uint32_t ulo = static_cast<uint32_t>(kmin_buf[g]), uhi = static_cast<uint32_t>(kmax_buf[g]);
+            const float lo = f32_from_bits(ulo ^ ((static_cast<uint32_t>(kmin_buf[g] >> 31)) & 0x7fffffffu));
+            const float hi = f32_from_bits(uhi ^ ((static_cast<uint32_t>(kmax_buf[g] >> 31)) & 0x7fffffffu));
+            const float sv = (hi - lo) / denom;
+            const bool bad = amax_buf[g] > 0x7f7fffffu;
+            const float dec = f32 ? sv : sk.value(sv);
+            float t = dec > 0.0f ? -lo / dec : 0.0f;
+            t = t < 0.0f ? 0.0f : (t > fmask ? fmask : t);
+            const float zp = (t + 12582912.0f) - 12582912.0f;
+            dec_buf[g] = bad ? qnan : dec;
+            code_buf[g] = bad ? nan_code : (f32 ? f32_bits(sv) : sk.code(sv));
+            zp_buf[g] = bad ? 0 : static_cast<int32_t>(zp);
+          }
+          for (int64_t g = 0; g < gpr; ++g) sr[g] = GroupScale{code_buf[g], dec_buf[g], zp_buf[g]};
+        } else if (asym_) {
+          for (int64_t g = 0; g < gpr; ++g) sr[g] = group_scale(xr + g * G, G);
+        } else {
+          for (int64_t g = 0; g < gpr; ++g) {
+            uint32_t amax = 0;
+            for (int64_t j = 0; j < G; ++j) amax = std::max(amax, f32_bits(xr[g * G + j]) & 0x7fffffffu);
+            amax_buf[g] = amax;
+          }
+          if (scale_fp32_ || scale_fast_) {
+            // Vectorised make_scale for symmetric scales (same operations, same order).
+            const float denom = denom_;
+            const FastRne sk = scale_k_;
+            const bool f32 = scale_fp32_;
+            const uint32_t nan_code = scale_fmt_.canonical_nan_code();
+            const float qnan = std::numeric_limits<float>::quiet_NaN();
+            for (int64_t g = 0; g < gpr; ++g) {
+              const float sv = f32_from_bits(amax_buf[g]) / denom;
+              const bool bad = amax_buf[g] > 0x7f7fffffu;
+              dec_buf[g] = bad ? qnan : (f32 ? sv : sk.value(sv));
+              code_buf[g] = bad ? nan_code : (f32 ? f32_bits(sv) : sk.code(sv));
+            }
+            for (int64_t g = 0; g < gpr; ++g) sr[g] = GroupScale{code_buf[g], dec_buf[g], 0};
+          } else {
+            for (int64_t g = 0; g < gpr; ++g) {
+              const float a = f32_from_bits(amax_buf[g]);
+              sr[g] = make_scale(-a, a, amax_buf[g] > 0x7f7fffffu);
+            }
+          }
+        }
         for (int64_t g = 0; g < gpr; ++g) {
-          sr[g] = group_scale(xr + g * G, G);
+          const float d = sr[g].dec, z = static_cast<float>(sr[g].zp);
           for (int64_t j = 0; j < G; ++j) {
-            sb[g * G + j] = sr[g].dec;
-            zb[g * G + j] = static_cast<float>(sr[g].zp);
+            sb[g * G + j] = d;
+            zb[g * G + j] = z;
           }
         }
         float* __restrict vr = vals ? vals + r * cols : nullptr;
@@ -547,6 +620,7 @@ class ElementFormat final : public TensorFormat {
   bool asym_;
   bool full_range_;
   float denom_ = 1.0f;
+  bool scale_fp32_ = false;
   bool scale_fast_ = false;  // scale cast through FastRne (RNE, saturating)
   FastRne scale_k_;
 };

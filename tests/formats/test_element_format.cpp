@@ -277,3 +277,76 @@ TEST(ElementFormat, OpMulVersusDivCanDiffer) {
   for (size_t i = 0; i < x.size(); ++i) diff += d[i] != m[i];
   EXPECT_LT(diff, x.size() / 100);
 }
+
+namespace {
+// Data with every hazard: wide dynamic range, zero groups, subnormals, exact ties, NaN, Inf.
+std::vector<float> hazard_data(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> e(-30, 30);
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = std::ldexp(u(g), e(g) / 4);
+  for (size_t i = 0; i < 64 && i < n; ++i) v[i] = 0.0f;                       // zero groups
+  for (size_t i = 64; i < 80 && i + 1 < n; ++i) v[i] = 1e-41f * (i % 3);     // fp32 subnormals
+  for (size_t i = 80; i < 96 && i < n; ++i) v[i] = 0.5f * static_cast<float>(i - 88);  // ties
+  if (n > 300) {
+    v[200] = NAN;
+    v[290] = INFINITY;
+    v[300] = -3e38f;
+  }
+  return v;
+}
+}  // namespace
+
+TEST(ElementFormat, SmallGroupRowKernelMatchesPerGroupPath) {
+  // Rows of several groups take the row-batched kernel; the same groups laid out one per row
+  // take the per-group path. Codes, scales and values must agree bit for bit.
+  const int64_t rows = 16, cols = 512;
+  const auto x = hazard_data(rows * cols, 7);
+  for (const char* s : {"int4:g16", "int4:g64:sym=full", "uint4:g32", "uint8:g16:scale=bf16", "int3:g8:scale=fp16",
+                        "fp4_e2m1:g16:scale=e4m3", "fp8_e4m3:g32:scale=e8m0", "fp6_e3m2:g16", "int4:g16:op=mul",
+                        "fp4_e2m1:g32:op=mul:scale=fp16", "uint4:g16:scale=e4m3", "int8:g128"}) {
+    const auto f = make_format(s);
+    const int64_t g = std::stoll(std::string(s).substr(std::string(s).find(":g") + 2));
+    const Shape wide{rows, cols}, narrow{rows * cols / g, g};
+    const PackedTensor pw = f->encode(x, wide), pn = f->encode(x, narrow);
+    EXPECT_EQ(pw.at("codes").bytes, pn.at("codes").bytes) << s;
+    EXPECT_EQ(pw.at("scales").bytes, pn.at("scales").bytes) << s;
+    if (pw.find("zero_points")) EXPECT_EQ(pw.at("zero_points").bytes, pn.at("zero_points").bytes) << s;
+    std::vector<float> yw(x.size()), yn(x.size());
+    f->fake_quant(x, wide, yw);
+    f->fake_quant(x, narrow, yn);
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_TRUE(same_bits(yw[i], yn[i])) << s << " at " << i;
+  }
+}
+
+TEST(ElementFormat, GroupedIntMatchesScalarDefinition) {
+  // int4:g16 and uint4:g16 recomputed element by element from the definitions in fp32.
+  const int64_t n = 4096;
+  const auto x = hazard_data(n, 9);
+  const auto ys = fq("int4:g16", x, {n});
+  const auto ya = fq("uint4:g16", x, {n});
+  for (int64_t g0 = 0; g0 < n; g0 += 16) {
+    float amax = 0, lo = 0, hi = 0;
+    bool bad = false;
+    for (int64_t i = g0; i < g0 + 16; ++i) {
+      bad |= !std::isfinite(x[i]);
+      amax = std::max(amax, std::abs(x[i]));
+      lo = std::min(lo, x[i]);
+      hi = std::max(hi, x[i]);
+    }
+    const float s = amax / 7.0f, sa = (hi - lo) / 15.0f;
+    const int32_t zp = sa > 0 ? static_cast<int32_t>(std::nearbyint(std::clamp(-lo / sa, 0.0f, 15.0f))) : 0;
+    for (int64_t i = g0; i < g0 + 16; ++i) {
+      if (bad) {
+        ASSERT_TRUE(std::isnan(ys[i]) && std::isnan(ya[i])) << i;
+        continue;
+      }
+      // Integers have no -0: a negative value that rounds to 0 is +0.
+      const float q = s > 0 ? std::clamp(std::nearbyint(x[i] / s), -7.0f, 7.0f) + 0.0f : 0.0f;
+      ASSERT_TRUE(same_bits(ys[i], s > 0 ? s * q : 0.0f)) << i << " " << x[i];
+      const float qa = sa > 0 ? std::clamp(std::nearbyint(x[i] / sa) + zp, 0.0f, 15.0f) : 0.0f;
+      ASSERT_TRUE(same_bits(ya[i], sa > 0 ? sa * (qa - zp) : 0.0f)) << i << " " << x[i];
+    }
+  }
+}
