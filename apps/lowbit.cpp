@@ -147,8 +147,12 @@ int cmd_quantize(const std::string& spec, const std::string& in, const std::stri
     write_tensor(codes_path, u_tensor(proto, t.shape, codes));
   }
   if (!scales_path.empty()) {
+    // The per-block section: the scales, or for NF4 with double quantisation the 8-bit absmax
+    // codes, or for LZS the per-group FLAGs (its shared exponents).
     const Section* s = p.find("scales");
-    if (!s) throw Error(fmt::format("format {} has no scales (it is a plain cast)", spec));
+    if (!s) s = p.find("absmax_codes");
+    if (!s) s = p.find("flags");
+    if (!s) throw Error(fmt::format("format {} has no per-block scales (it is a plain cast)", spec));
     if (s->dtype == "f32") {
       write_tensor(scales_path, tensor_from_f32(s->shape, section_f32(*s)));
     } else {
