@@ -21,7 +21,10 @@ int64_t shape_numel(const Shape& shape) {
   return n;
 }
 
-std::string shape_str(const Shape& shape) { return fmt::format("({})", fmt::join(shape, ", ")); }
+std::string shape_str(std::span<const int64_t> shape) {
+  if (shape.size() == 1) return fmt::format("({},)", shape[0]);
+  return fmt::format("({})", fmt::join(shape, ", "));
+}
 
 RowView row_view(const Shape& shape) {
   const int64_t n = shape_numel(shape);

@@ -17,7 +17,8 @@ using Shape = std::vector<int64_t>;
 
 // Number of elements of a shape; throws lowbit::Error on negative dims or overflow.
 int64_t shape_numel(const Shape& shape);
-std::string shape_str(const Shape& shape);
+// Python tuple spelling, as numpy prints shapes: "()", "(5,)", "(3, 4)".
+std::string shape_str(std::span<const int64_t> shape);
 
 // One named little-endian array of a packed tensor.
 struct Section {

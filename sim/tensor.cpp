@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "formats/error.hpp"
+#include "formats/tensor_format.hpp"
 #include "formats/hd.hpp"
 
 namespace lowbit {
@@ -78,10 +79,7 @@ std::optional<uint64_t> checked_byte_size(std::span<const int64_t> shape, size_t
   return empty || itemsize == 0 ? 0 : bytes;
 }
 
-std::string shape_to_string(std::span<const int64_t> shape) {
-  if (shape.size() == 1) return fmt::format("({},)", shape[0]);
-  return fmt::format("({})", fmt::join(shape, ", "));
-}
+std::string shape_to_string(std::span<const int64_t> shape) { return shape_str(shape); }
 
 int64_t Tensor::numel() const {
   if (!checked_byte_size(shape, 1))
