@@ -22,6 +22,11 @@ setup() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
+  # Python oracle for the tests (ml_dtypes pinned: FORMATS.md pins 0.6.0's behaviour).
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -c 'import numpy, ml_dtypes' 2>/dev/null ||
+    .venv/bin/pip install -q numpy 'ml_dtypes==0.6.0' ||
+    echo "lowbit: pip install failed; the ml_dtypes oracle test will be skipped" >&2
 }
 
 build() {

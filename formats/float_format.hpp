@@ -116,10 +116,13 @@ LOWBIT_HD uint32_t encode_float(const FloatFormat& f, float x, Round mode = Roun
     const uint32_t in_sign = (u >> 31) && f.has_sign ? f.sign_bit() : 0u;
     if (f.nan == NanEncoding::None) return in_sign ^ f.sign_bit();  // ml_dtypes: opposite-signed zero
     if (f.nan == NanEncoding::AllOnes) return in_sign | f.magnitude_mask();
-    // IEEE: keep the top payload bits; a payload that truncates to zero becomes quiet.
-    uint32_t payload = (a & 0x7fffffu) >> (23 - f.mbits);
-    if (payload == 0) payload = 1u << (f.mbits - 1);
-    return in_sign | f.inf_code() | payload;
+    // IEEE: ml_dtypes' own types give the signed canonical quiet NaN; numpy's float16 (the
+    // FP16 row of this mode) keeps the top payload bits, a zero payload becoming 1.
+    if (f == fmt_desc::fp16) {
+      const uint32_t payload = (a & 0x7fffffu) >> (23 - f.mbits);
+      return in_sign | f.inf_code() | (payload ? payload : 1u);
+    }
+    return in_sign | f.inf_code() | (1u << (f.mbits - 1));
   }
   if (a == 0x7f800000u) {  // +-Inf
     if (overflow == Overflow::Saturate) return sign | max_code;

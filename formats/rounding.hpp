@@ -27,9 +27,10 @@ enum class Overflow : uint8_t { Saturate, Inf, NaN };
 //   Cuda      canonical positive NaN = all-ones magnitude (E4M3 0x7F, E5M2 0x7F, FP16 0x7FFF,
 //             BF16 0x7FFF); formats without NaN give +max (FP4 0x7, FP6 0x1F); E8M0(0) = 0x00.
 //             Matches the CUDA 13 headers' float entry points.
-//   MlDtypes  ml_dtypes 0.6 astype: NaN sign kept and payload truncated (E5M2 NaN -> 0x7E,
-//             BF16 0x7FC0); formats without NaN give the *opposite-signed* zero
-//             (+NaN -> 0x8, -NaN -> 0x0 for FP4); E8M0(0) and E8M0(negative) = 0xFF.
+//   MlDtypes  ml_dtypes 0.6 / numpy astype: NaN sign kept, quiet canonical NaN (E5M2 0x7E,
+//             BF16 0x7FC0; numpy FP16 keeps the top payload bits); formats without NaN give the
+//             *opposite-signed* zero (+NaN -> 0x8, -NaN -> 0x0 for FP4); E8M0(0) and
+//             E8M0(negative) = 0xFF.
 enum class NanMode : uint8_t { Cuda, MlDtypes };
 
 constexpr std::string_view round_name(Round r) {
