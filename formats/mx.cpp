@@ -2,6 +2,10 @@
 // mxfp4, mxint8. Blocks of 32 consecutive elements along the last axis share one E8M0 scale
 // X = 2^(e - 127); element i stores P_i = quantize(V_i / X) and decodes to X * P_i.
 //
+// Kernels (mx_quantize): round=rne runs a vectorised kernel (scales of a row's blocks with
+// selects, elements with fast_float.hpp's FastRne); other rounding modes run the scalar codec
+// of mx.hpp. Both give the same bits (tests/formats/test_mx.cpp, MxFastPath).
+//
 // Packed layout (docs/layouts.md):
 //   "codes"   element codes via pack_codes: FP4 two per byte, element 2i in the low nibble;
 //             FP6 one per byte (low 6 bits); FP8 and INT8 (two's complement) one per byte.
@@ -21,9 +25,11 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <vector>
 
 #include "formats/error.hpp"
 #include "formats/factories.hpp"
+#include "formats/fast_float.hpp"
 #include "formats/mx.hpp"
 #include "formats/philox.hpp"
 #include "formats/spec.hpp"
@@ -40,30 +46,48 @@ constexpr const char* kMxInt8Accepted =
     "int8_min=-127|-128";
 constexpr int64_t kParallelMin = 65536;
 
-struct MxOptions {
-  MxScaleRule scale = MxScaleRule::Floor;
-  Round round = Round::NearestEven;
-  uint64_t seed = 0;
-  bool inf_sat = false;
-  bool flush_subnormals = false;
-  bool int8_min128 = false;
-};
-
-// Encodes one block of 32 values starting at flat index flat0; returns the E8M0 byte.
-// amax is taken on the |x| bit patterns: for non-negative floats the integer order is the
+// Largest |x| bit pattern of a block of 32. For non-negative floats the integer order is the
 // numeric order, and every NaN pattern orders above Inf, so one max finds NaN, Inf and amax.
-template <MxElement E>
-uint8_t encode_block(const float* x, uint64_t flat0, const MxOptions& o, uint32_t* codes) {
+LOWBIT_HD_HOT uint32_t block_amax_bits(const float* __restrict x) {
   uint32_t amax_bits = 0;
   for (int i = 0; i < kMxBlock; ++i) {
     const uint32_t a = f32_bits(x[i]) & 0x7fffffffu;
     amax_bits = a > amax_bits ? a : amax_bits;
   }
-  if (o.flush_subnormals && amax_bits < 0x00800000u) {
-    for (int i = 0; i < kMxBlock; ++i) codes[i] = 0;
-    return 0x00;
+  return amax_bits;
+}
+
+// The E8M0 byte of a block with that amax; *zero_block is set for a flush_subnormals block
+// (amax an fp32 subnormal or zero: scale 0x00, every code 0).
+template <MxElement E>
+LOWBIT_HD_HOT uint8_t block_scale(uint32_t amax_bits, const MxOptions& o, bool* zero_block) {
+  *zero_block = o.flush_subnormals && amax_bits < 0x00800000u;
+  if (*zero_block) return 0x00;
+  return mx_scale_e8m0(f32_from_bits(amax_bits), o.scale, E, o.inf_sat);
+}
+
+// Element codes of one row (cols values, within the element's bits) to the "codes" section
+// layout.
+template <MxElement E, class Code>
+void store_row_codes(const Code* __restrict c, int64_t cols, uint8_t* __restrict out) {
+  if constexpr (E.bits() == 4) {
+    for (int64_t j = 0; j < cols / 2; ++j) out[j] = static_cast<uint8_t>(c[2 * j] | (c[2 * j + 1] << 4));
+  } else {
+    for (int64_t j = 0; j < cols; ++j) out[j] = static_cast<uint8_t>(c[j]);
   }
-  const uint8_t e = mx_scale_e8m0(f32_from_bits(amax_bits), o.scale, E, o.inf_sat);
+}
+
+// --- Reference path: the scalar codec of mx.hpp, block by block -----------------------------
+
+// Encodes one block of 32 values starting at flat index flat0; returns the E8M0 byte.
+template <MxElement E>
+uint8_t encode_block(const float* x, uint64_t flat0, const MxOptions& o, uint32_t* codes) {
+  bool zero_block;
+  const uint8_t e = block_scale<E>(block_amax_bits(x), o, &zero_block);
+  if (zero_block) {
+    for (int i = 0; i < kMxBlock; ++i) codes[i] = 0;
+    return e;
+  }
   if (o.round == Round::Stochastic) {
     for (int i = 0; i < kMxBlock; ++i)
       codes[i] = mx_encode_element(E, x[i], e, Round::Stochastic, sr_bits(o.seed, flat0 + i), o.int8_min128);
@@ -71,6 +95,194 @@ uint8_t encode_block(const float* x, uint64_t flat0, const MxOptions& o, uint32_
     for (int i = 0; i < kMxBlock; ++i) codes[i] = mx_encode_element(E, x[i], e, o.round, 0u, o.int8_min128);
   }
   return e;
+}
+
+template <MxElement E>
+void reference_rows(const MxOptions& o, const float* x, int64_t rows, int64_t cols, uint8_t* scales, uint8_t* codes,
+                    float* values) {
+  const int64_t nb = cols / kMxBlock;
+#pragma omp parallel if (rows * cols > kParallelMin)
+  {
+    std::vector<uint32_t> crow(codes ? static_cast<size_t>(cols) : 0);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t i0 = r * cols + b * kMxBlock;
+        uint32_t c[kMxBlock];
+        const uint8_t e = encode_block<E>(x + i0, static_cast<uint64_t>(i0), o, c);
+        if (scales) scales[r * nb + b] = e;
+        for (int i = 0; i < kMxBlock; ++i) {
+          if (codes) crow[b * kMxBlock + i] = c[i] & ((1u << E.bits()) - 1u);
+          if (values) values[i0 + i] = mx_decode_element(E, c[i], e);
+        }
+      }
+      if (codes) store_row_codes<E>(crow.data(), cols, codes + (E.bits() == 4 ? r * cols / 2 : r * cols));
+    }
+  }
+}
+
+// --- Fast path: round to nearest even --------------------------------------------------------
+//
+// The element is P = RNE(V / X), X = 2^k, k = e - 127 in [-127, 127]. With t = fl(V * 2^-k)
+// (2^-k exact for that k):
+//   * if |V| * 2^-k >= 2^-126 the product is exact (a power-of-two scaling of an fp32 value in
+//     the normal range; it never overflows: every scale rule keeps |V| / X below 2^(emax + 2),
+//     Inf under inf=sat stays Inf), so t = V / X and FastRne(t) = encode_float(..., scale_exp = k);
+//   * otherwise |V / X| < 2^-126 and |t| <= 2^-126 (rounding is monotone): both lie far below
+//     half the smallest element subnormal (2^-17 for E5M2, 2^-7 for MXINT8), so both round to
+//     +-0 with the sign of V, which the product keeps.
+// MXINT8: k = RNE(t * 64) clamped to [-127 or -128, 127] = round_to_int(V, lo, 127, RNE,
+// scale_exp = k - 6): t * 64 is exact where t is, the clamp commutes with rounding for integer
+// bounds, and (t + 1.5 * 2^23) - 1.5 * 2^23 rounds |t| <= 2^22 to an integer, ties to even
+// (giving +0 for every zero result, as the integer code 0 decodes).
+// Values: P * X with the same operands as mx_decode_element (value(t) = decode(code(t))).
+
+// The E8M0 byte of a block from its amax bit pattern a (|x| bits, NaN above Inf): the same
+// result as mx_scale_e8m0 (checked over every pattern class in tests/formats/test_mx.cpp), with
+// selects only, so that a loop over the blocks of a row vectorises. Biased forms:
+//   Floor  clamp(ex - emax, 0, 254) with ex = a >> 23: a subnormal amax has floor(log2) <= -127,
+//          so the unbiased exponent <= -127 - emax clamps to 0x00, as ex = 0 gives
+//   Ceil   floor(log2 a) + [a not a power of two] - emax + 127, clamped; for a subnormal a
+//          (an integer below 2^23), floor(log2 a) = -149 + the exponent of float(a) (exact)
+//   Even   ((a + 2^(22 - mbits)) >> 23) - emax, clamped
+//   Rceil  TE's ceiling of fl(amax * fl(1 / max)) to a power of two, saturating at 0xFE
+template <MxElement E, MxScaleRule R>
+LOWBIT_HD_HOT uint32_t scale_byte(uint32_t a, float rcp, uint32_t inf_byte) {
+  constexpr int32_t emax = E.emax();
+  const int32_t ex = static_cast<int32_t>(a >> 23);
+  uint32_t s;
+  if constexpr (R == MxScaleRule::Rceil) {
+    const uint32_t db = f32_bits(f32_from_bits(a) * rcp);
+    const uint32_t ef = db >> 23, mf = db & 0x7fffffu;
+    const uint32_t up = ef + (mf != 0 ? 1u : 0u);
+    s = ef == 0 ? (mf > 0x400000u ? 1u : 0u) : (up > 0xFEu ? 0xFEu : up);
+    s = db >= 0x7f800000u ? 0xFEu : s;
+  } else {
+    int32_t e;
+    if constexpr (R == MxScaleRule::Floor) {
+      e = ex - emax;
+    } else if constexpr (R == MxScaleRule::Ceil) {
+      const int32_t sub_floor = static_cast<int32_t>(f32_bits(static_cast<float>(static_cast<int32_t>(a))) >> 23) - 276;
+      const int32_t fl = ex != 0 ? ex - 127 : sub_floor;
+      const bool pow2 = ex != 0 ? (a & 0x7fffffu) == 0 : (a & (a - 1u)) == 0;
+      e = fl + (pow2 ? 0 : 1) - emax + 127;
+    } else {
+      e = static_cast<int32_t>((a + (1u << (22 - E.mbits()))) >> 23) - emax;
+    }
+    e = e < 0 ? 0 : (e > 254 ? 254 : e);
+    s = static_cast<uint32_t>(e);
+  }
+  s = a == 0 ? 0u : s;
+  s = a == 0x7f800000u ? inf_byte : s;
+  s = a > 0x7f800000u ? uint32_t{kE8m0Nan} : s;
+  return s;
+}
+
+// Scale bytes of the blocks of a row from their amax bit patterns, in place. A zero block of
+// flush_subnormals (amax an fp32 subnormal or zero) gets scale 0x00 and the flag kZeroBlock.
+constexpr uint32_t kZeroBlock = 0x100;
+
+template <MxElement E, MxScaleRule R>
+void scale_bytes(uint32_t* __restrict ab, int64_t nb, const MxOptions& o) {
+  const float rcp = 1.0f / mx_element_max(E);
+  const uint32_t inf_byte = o.inf_sat ? 0xFEu : uint32_t{kE8m0Nan};
+  const bool flush = o.flush_subnormals;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint32_t a = ab[b];
+    const uint32_t s = scale_byte<E, R>(a, rcp, inf_byte);
+    ab[b] = flush && a < 0x00800000u ? kZeroBlock : s;
+  }
+}
+
+// One row: the amax and E8M0 byte of every block (vectorised over the blocks), then the
+// elements block by block. ab: scratch of nb words.
+template <MxElement E>
+void fast_row(const FastRne& kk, const MxOptions& o, const float* __restrict xr, int64_t nb, uint32_t* __restrict ab,
+              uint8_t* __restrict sr, uint32_t* __restrict cr, float* __restrict vr) {
+  for (int64_t b = 0; b < nb; ++b) ab[b] = block_amax_bits(xr + b * kMxBlock);
+  switch (o.scale) {
+    case MxScaleRule::Floor: scale_bytes<E, MxScaleRule::Floor>(ab, nb, o); break;
+    case MxScaleRule::Rceil: scale_bytes<E, MxScaleRule::Rceil>(ab, nb, o); break;
+    case MxScaleRule::Ceil: scale_bytes<E, MxScaleRule::Ceil>(ab, nb, o); break;
+    case MxScaleRule::Even: scale_bytes<E, MxScaleRule::Even>(ab, nb, o); break;
+  }
+  for (int64_t b = 0; b < nb; ++b) sr[b] = static_cast<uint8_t>(ab[b]);
+
+  const FastRne k = kk;
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  const float lo = o.int8_min128 ? -128.0f : -127.0f, hi = 127.0f;
+  const float nan = f32_from_bits(0x7fc00000u);
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* __restrict xb = xr + b * kMxBlock;
+    const uint32_t e = ab[b] & 0xFFu;
+    float* __restrict vb = vr ? vr + b * kMxBlock : nullptr;
+    uint32_t* __restrict cb = cr ? cr + b * kMxBlock : nullptr;
+    const bool zero_block = (ab[b] & kZeroBlock) != 0;
+    if (zero_block || e == kE8m0Nan) {
+      // Codes 0; values 0 * 2^-127 = +0 (flushed) or NaN (NaN scale).
+      const float v = zero_block ? 0.0f : nan;
+      if (vb)
+        for (int i = 0; i < kMxBlock; ++i) vb[i] = v;
+      if (cb)
+        for (int i = 0; i < kMxBlock; ++i) cb[i] = 0;
+      continue;
+    }
+    const int kexp = static_cast<int>(e) - 127;
+    const float m = exp2i(-kexp);
+    if constexpr (E.int8) {
+      const float f = exp2i(static_cast<int>(e) - 133);  // 2^(k - 6)
+      if (vb) {
+        for (int i = 0; i < kMxBlock; ++i) {
+          float t = (xb[i] * m) * 64.0f;
+          t = t < lo ? lo : (t > hi ? hi : t);
+          vb[i] = ((t + magic) - magic) * f;
+        }
+      }
+      if (cb) {
+        for (int i = 0; i < kMxBlock; ++i) {
+          float t = (xb[i] * m) * 64.0f;
+          t = t < lo ? lo : (t > hi ? hi : t);
+          cb[i] = static_cast<uint32_t>(static_cast<int32_t>((t + magic) - magic)) & 0xFFu;
+        }
+      }
+    } else {
+      const float X = exp2i(kexp);
+      if (vb)
+        for (int i = 0; i < kMxBlock; ++i) vb[i] = k.value(xb[i] * m) * X;
+      if (cb)
+        for (int i = 0; i < kMxBlock; ++i) cb[i] = k.code(xb[i] * m);
+    }
+  }
+}
+
+template <MxElement E>
+void fast_rows(const MxOptions& o, const float* x, int64_t rows, int64_t cols, uint8_t* scales, uint8_t* codes,
+               float* values) {
+  const int64_t nb = cols / kMxBlock;
+  const FastRne k = E.int8 ? FastRne{} : FastRne::make(E.fp, Overflow::Saturate);
+#pragma omp parallel if (rows * cols > kParallelMin)
+  {
+    // Per-thread scratch of one row: block words, scales when the caller wants none, codes.
+    std::vector<uint32_t> ab(static_cast<size_t>(nb));
+    std::vector<uint8_t> srow(scales ? 0 : static_cast<size_t>(nb));
+    std::vector<uint32_t> crow(codes ? static_cast<size_t>(cols) : 0);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      uint8_t* sr = scales ? scales + r * nb : srow.data();
+      fast_row<E>(k, o, x + r * cols, nb, ab.data(), sr, codes ? crow.data() : nullptr,
+                  values ? values + r * cols : nullptr);
+      if (codes) store_row_codes<E>(crow.data(), cols, codes + (E.bits() == 4 ? r * cols / 2 : r * cols));
+    }
+  }
+}
+
+template <MxElement E>
+void quantize_as(const MxOptions& o, const float* x, int64_t rows, int64_t cols, uint8_t* scales, uint8_t* codes,
+                 float* values, MxPath path) {
+  static_assert(E.int8 || fast_rne_supported(E.fp));
+  if (rows * cols == 0) return;
+  if (path == MxPath::Auto && o.round == Round::NearestEven) return fast_rows<E>(o, x, rows, cols, scales, codes, values);
+  reference_rows<E>(o, x, rows, cols, scales, codes, values);
 }
 
 template <MxElement E>
@@ -106,26 +318,17 @@ class MxFormat final : public TensorFormat {
   PackedTensor encode(std::span<const float> x, const Shape& shape) const override {
     check_input(x, shape);
     const RowView rv = row_view(shape);
-    const int64_t nb = rv.cols / kMxBlock;
-    std::vector<uint32_t> codes(x.size());
-    std::vector<uint32_t> scales(static_cast<size_t>(rv.rows * nb));
-    const MxOptions o = o_;
-#pragma omp parallel for schedule(static) if (rv.rows * rv.cols > kParallelMin)
-    for (int64_t r = 0; r < rv.rows; ++r) {
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t i0 = r * rv.cols + b * kMxBlock;
-        scales[r * nb + b] = encode_block<E>(x.data() + i0, static_cast<uint64_t>(i0), o, codes.data() + i0);
-      }
-    }
     PackedTensor p;
     p.spec = spec();
     p.shape = shape;
     p.code_bits = code_bits();
     Section c{"codes", "u8", shape, {}};
-    c.bytes.resize(static_cast<size_t>(packed_bytes(static_cast<int64_t>(codes.size()), p.code_bits)));
-    if (!codes.empty()) pack_codes(codes, p.code_bits, c.bytes);  // (memset on a null span is UB)
+    c.bytes.resize(static_cast<size_t>(packed_bytes(static_cast<int64_t>(x.size()), p.code_bits)));
+    Section s{"scales", "u8", scale_shape(shape), {}};
+    s.bytes.resize(static_cast<size_t>(rv.rows * (rv.cols / kMxBlock)));
+    quantize_as<E>(o_, x.data(), rv.rows, rv.cols, s.bytes.data(), c.bytes.data(), nullptr, MxPath::Auto);
     p.sections.push_back(std::move(c));
-    p.sections.push_back(make_section_u("scales", 8, scale_shape(shape), scales));
+    p.sections.push_back(std::move(s));
     return p;
   }
 
@@ -150,23 +353,13 @@ class MxFormat final : public TensorFormat {
     }
   }
 
-  // decode(encode(x)) without packing: the same block kernel, decoded in place.
+  // decode(encode(x)) without packing: the same kernel, writing values.
   void fake_quant(std::span<const float> x, const Shape& shape, std::span<float> out) const override {
     check_input(x, shape);
     if (out.size() != x.size())
       throw Error(fmt::format("{}: output holds {} values, input {}", spec(), out.size(), x.size()));
     const RowView rv = row_view(shape);
-    const int64_t nb = rv.cols / kMxBlock;
-    const MxOptions o = o_;
-#pragma omp parallel for schedule(static) if (rv.rows * rv.cols > kParallelMin)
-    for (int64_t r = 0; r < rv.rows; ++r) {
-      uint32_t codes[kMxBlock];
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t i0 = r * rv.cols + b * kMxBlock;
-        const uint8_t e = encode_block<E>(x.data() + i0, static_cast<uint64_t>(i0), o, codes);
-        for (int i = 0; i < kMxBlock; ++i) out[i0 + i] = mx_decode_element(E, codes[i], e);
-      }
-    }
+    quantize_as<E>(o_, x.data(), rv.rows, rv.cols, nullptr, nullptr, out.data(), MxPath::Auto);
   }
 
  private:
@@ -181,6 +374,18 @@ class MxFormat final : public TensorFormat {
 };
 
 }  // namespace
+
+void mx_quantize(const MxElement& el, const MxOptions& o, const float* x, int64_t rows, int64_t cols,
+                 uint8_t* scales, uint8_t* codes, float* values, MxPath path) {
+  if (cols % kMxBlock != 0) throw Error(fmt::format("mx_quantize: {} columns, not a multiple of {}", cols, kMxBlock));
+  if (el == mx_elem::e4m3) return quantize_as<mx_elem::e4m3>(o, x, rows, cols, scales, codes, values, path);
+  if (el == mx_elem::e5m2) return quantize_as<mx_elem::e5m2>(o, x, rows, cols, scales, codes, values, path);
+  if (el == mx_elem::e2m3) return quantize_as<mx_elem::e2m3>(o, x, rows, cols, scales, codes, values, path);
+  if (el == mx_elem::e3m2) return quantize_as<mx_elem::e3m2>(o, x, rows, cols, scales, codes, values, path);
+  if (el == mx_elem::e2m1) return quantize_as<mx_elem::e2m1>(o, x, rows, cols, scales, codes, values, path);
+  if (el == mx_elem::int8) return quantize_as<mx_elem::int8>(o, x, rows, cols, scales, codes, values, path);
+  throw Error("mx_quantize: not an MX element type");
+}
 
 std::unique_ptr<TensorFormat> make_mx_format(Spec& spec) {
   const std::string name = spec.name();

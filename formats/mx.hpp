@@ -151,4 +151,32 @@ LOWBIT_HD float mx_decode_element(const MxElement& el, uint32_t code, uint8_t e)
   return decode_float(el.fp, code) * exp2i(static_cast<int>(e) - 127);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The tensor kernel of the MX formats (host only; formats/mx.cpp).
+
+// Options of an MX tensor format (the spec options of formats/mx.cpp).
+struct MxOptions {
+  MxScaleRule scale = MxScaleRule::Floor;
+  Round round = Round::NearestEven;
+  uint64_t seed = 0;        // stochastic rounding key: element bits = sr_bits(seed, flat index)
+  bool inf_sat = false;     // Inf in a block: scale 0xFE, saturated elements (else a NaN block)
+  bool flush_subnormals = false;
+  bool int8_min128 = false;  // MXINT8: allow k = -128
+};
+
+// Which implementation mx_quantize runs.
+//   Auto       the vectorised round-to-nearest-even kernel when o.round is RNE, else Reference
+//   Reference  the scalar per-element codec (mx_scale_e8m0, mx_encode_element,
+//              mx_decode_element), block by block: the definition the fast kernel must match
+//              bit for bit (tests/formats/test_mx.cpp)
+enum class MxPath : uint8_t { Auto, Reference };
+
+// Quantises a rows x cols row-major tensor (cols a multiple of kMxBlock) in blocks of 32
+// consecutive elements of a row. Writes, where the pointer is not null: scales[rows * cols / 32] the E8M0 bytes;
+// codes the element codes packed as the "codes" section (pack_codes: FP4 two per byte, element
+// 2i in the low nibble; every other element one byte), packed_bytes(rows * cols, bits) bytes;
+// values[rows * cols] the dequantised values. OpenMP-parallel over rows for large tensors.
+void mx_quantize(const MxElement& el, const MxOptions& o, const float* x, int64_t rows, int64_t cols,
+                 uint8_t* scales, uint8_t* codes, float* values, MxPath path = MxPath::Auto);
+
 }  // namespace lowbit

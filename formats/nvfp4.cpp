@@ -2,6 +2,11 @@
 // one FP32 tensor scale, with the exact fp32 operation order of TE, torchao or ModelOpt
 // (formats/nvfp4.hpp has the formulas and the choices for degenerate tensors).
 //
+// Kernels (nvfp4_quantize): round=rne runs a vectorised two-pass kernel (block maxima and the
+// tensor amax, then block scales and elements row by row, with fast_float.hpp's FastRne);
+// round=sr and degenerate tensors run the scalar functions of nvfp4.hpp. Both give the same
+// bits (tests/formats/test_nvfp4.cpp, Nvfp4FastPath).
+//
 // Packed layout (docs/layouts.md):
 //   "codes"         E2M1 codes, two per byte, element 2i in the low nibble
 //   "scales"        u8 E4M3 block scales, shape = shape[:-1] + [cols / 16], row-major
@@ -14,8 +19,11 @@
 // own Philox bits, so SR results are reproducible here but not bit-identical to TE).
 #include <fmt/format.h>
 
+#include <vector>
+
 #include "formats/error.hpp"
 #include "formats/factories.hpp"
+#include "formats/fast_float.hpp"
 #include "formats/nvfp4.hpp"
 #include "formats/philox.hpp"
 #include "formats/spec.hpp"
@@ -27,6 +35,263 @@ namespace {
 
 constexpr const char* kNvfp4Accepted = "variant=te|torchao|modelopt, tensor_scale=on|off, round=rne|sr, seed=N";
 constexpr int64_t kParallelMin = 65536;
+
+// Dequantised value of every E2M1 code under one block factor.
+void block_lut(float factor, float lut[16]) {
+  for (uint32_t c = 0; c < 16; ++c) lut[c] = decode_float(fmt_desc::e2m1, c) * factor;
+}
+
+// Largest |x| bit pattern of a block of 16 (integer order is numeric order, NaN above Inf).
+LOWBIT_HD_HOT uint32_t block_amax_bits(const float* __restrict x) {
+  uint32_t bmax = 0;
+  for (int i = 0; i < kNvfp4Block; ++i) {
+    const uint32_t a = f32_bits(x[i]) & 0x7fffffffu;
+    bmax = a > bmax ? a : bmax;
+  }
+  return bmax;
+}
+
+// --- Reference path: the scalar functions of nvfp4.hpp, block by block -----------------------
+
+template <Nvfp4Variant V, bool TwoLevel>
+void reference_rows(const Nvfp4Tensor& t, Round round, uint64_t seed, const float* x, int64_t rows, int64_t cols,
+                    uint8_t* scales, uint8_t* codes, float* values) {
+  const int64_t nb = cols / kNvfp4Block;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t i0 = r * cols + b * kNvfp4Block;
+      const Nvfp4BlockScale bs = nvfp4_block_scale(t, f32_from_bits(block_amax_bits(x + i0)));
+      if (scales) scales[r * nb + b] = bs.code;
+      float lut[16];  // e2m1(c) * block factor, the same products decode() forms
+      block_lut(nvfp4_block_factor(t, bs.code), lut);
+      for (int i = 0; i < kNvfp4Block; i += 2) {
+        uint32_t c[2];
+        for (int j = 0; j < 2; ++j) {
+          const int64_t k = i0 + i + j;
+          const uint32_t rb = round == Round::Stochastic ? sr_bits(seed, static_cast<uint64_t>(k)) : 0u;
+          c[j] = nvfp4_encode_element_as<V, TwoLevel>(t, bs, x[k], round, rb) & 0xFu;
+          if (values) values[k] = lut[c[j]];
+        }
+        if (codes) codes[(i0 + i) / 2] = static_cast<uint8_t>(c[0] | (c[1] << 4));
+      }
+    }
+  }
+}
+
+// --- Fast path: round to nearest even ----------------------------------------------------------
+//
+// Each variant's fp32 operations are those of nvfp4_block_scale / nvfp4_encode_element_as, in
+// the same order, written with selects: fminf(a, FLT_MAX) = a < FLT_MAX ? a : FLT_MAX (NaN gives
+// FLT_MAX, as fminf); the E4M3 casts are FastRne(e4m3, Saturate) (encode_float's defaults) or,
+// for ModelOpt's torch cast, FastRne(e4m3, NaN); the E2M1 element cast is FastRne(e2m1,
+// Saturate), whose value(q) = decode(code(q)) (a NaN argument gives code 0x7 and value +6, as
+// encode_float's NanMode::Cuda and decode_float do). Block factors are fl(float(s) * stored)
+// (single level: float(s)) and values e2m1 * factor, as decode() and the lookup tables form
+// them. Degenerate tensors (non-finite amax, torchao / ModelOpt zero tensors) take the
+// reference path: every block is the same there.
+
+template <Nvfp4Variant V, bool TwoLevel>
+struct FastKernel {
+  Nvfp4Tensor t;
+  FastRne e4m3;  // block-scale cast
+  FastRne e2m1;  // element cast
+
+  static FastKernel make(const Nvfp4Tensor& t) {
+    FastKernel k;
+    k.t = t;
+    k.e4m3 = FastRne::make(fmt_desc::e4m3, TwoLevel && V == Nvfp4Variant::Modelopt ? Overflow::NaN : Overflow::Saturate);
+    k.e2m1 = FastRne::make(fmt_desc::e2m1, Overflow::Saturate);
+    return k;
+  }
+};
+
+// Block scales of nb blocks with amax bam[b]: E4M3 codes, element multipliers (ModelOpt:
+// divisors) and block factors.
+template <Nvfp4Variant V, bool TwoLevel>
+void block_scales(const FastKernel<V, TwoLevel>& kk, const float* __restrict bam, int64_t nb, uint32_t* __restrict sc,
+                  float* __restrict mul, float* __restrict fac) {
+  const FastRne k = kk.e4m3;
+  const float stored = kk.t.stored;
+  if constexpr (!TwoLevel) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const float bs = bam[b] / 6.0f;
+      const float c = nvfp4_clamp(bs, 0.015625f, 448.0f);
+      sc[b] = (k.code(c));
+      const float sf = k.value(c);
+      mul[b] = 1.0f / sf;
+      fac[b] = sf;
+    }
+  } else if constexpr (V == Nvfp4Variant::Te) {
+    const float coef = kk.t.coef;
+    for (int64_t b = 0; b < nb; ++b) {
+      float sb = bam[b] * coef;
+      sb = sb < FLT_MAX ? sb : FLT_MAX;
+      sc[b] = (k.code(sb));
+      const float sf = k.value(sb);
+      const float d = sf * stored;
+      const float enc = 1.0f / d;
+      mul[b] = enc < FLT_MAX ? enc : FLT_MAX;
+      fac[b] = d;
+    }
+  } else if constexpr (V == Nvfp4Variant::Torchao) {
+    const float inv = kk.t.inv;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float bs = bam[b] / 6.0f;
+      const float s = bs / stored;
+      const float c = nvfp4_clamp(s, 0.015625f, 448.0f);
+      sc[b] = (k.code(c));
+      const float sf = k.value(c);
+      mul[b] = inv / sf;
+      fac[b] = sf * stored;
+    }
+  } else {
+    const float six_sf2 = kk.t.six_sf2;
+    for (int64_t b = 0; b < nb; ++b) {
+      float ps = bam[b] / six_sf2;
+      ps = ps == 0.0f ? 1.0f : ps;
+      sc[b] = (k.code(ps));
+      const float sf = k.value(ps);
+      const float m = sf * stored;
+      mul[b] = m;
+      fac[b] = m;
+    }
+  }
+}
+
+// The E2M1 argument of element x under the block multiplier (divisor) m. torchao clamps x * m
+// to [-6, 6] first; the saturating cast makes that clamp a no-op (|q| > 6, Inf included, rounds
+// to the code of +-6 either way; NaN passes the clamp unchanged), so it is left out here.
+template <Nvfp4Variant V, bool TwoLevel>
+LOWBIT_HD_HOT float element_arg(float x, float m) {
+  if constexpr (TwoLevel && V == Nvfp4Variant::Modelopt) {
+    return x / m;
+  } else {
+    return x * m;
+  }
+}
+
+// Block amax of the nb blocks of a row, as floats; returns the largest bit pattern.
+LOWBIT_HD_HOT uint32_t row_block_amax(const float* __restrict xr, int64_t nb, float* __restrict bam) {
+  uint32_t m = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint32_t a = block_amax_bits(xr + b * kNvfp4Block);
+    bam[b] = f32_from_bits(a);
+    m = a > m ? a : m;
+  }
+  return m;
+}
+
+// One row with its block amax bam: block scales, then the elements block by block.
+template <Nvfp4Variant V, bool TwoLevel>
+void fast_row(const FastKernel<V, TwoLevel>& kk, const float* __restrict xr, int64_t cols, const float* __restrict bam,
+              float* __restrict mul, float* __restrict fac, uint32_t* __restrict sc32, uint8_t* __restrict sc,
+              uint32_t* __restrict crow, float* __restrict vr) {
+  const int64_t nb = cols / kNvfp4Block;
+  block_scales(kk, bam, nb, sc32, mul, fac);
+  if (sc)
+    for (int64_t b = 0; b < nb; ++b) sc[b] = static_cast<uint8_t>(sc32[b]);
+  const FastRne k = kk.e2m1;
+  constexpr bool kModelopt = TwoLevel && V == Nvfp4Variant::Modelopt;
+  if (vr) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const float m = mul[b], f = fac[b];
+      const float* __restrict xb = xr + b * kNvfp4Block;
+      float* __restrict vb = vr + b * kNvfp4Block;
+      for (int i = 0; i < kNvfp4Block; ++i) {
+        const float q = element_arg<V, TwoLevel>(xb[i], m);
+        float v = k.value(q);
+        if constexpr (kModelopt) v = q == 0.0f ? 0.0f : v;  // sign from q < 0: -0 -> +0
+        vb[i] = v * f;
+      }
+    }
+  }
+  if (crow) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const float m = mul[b];
+      const float* __restrict xb = xr + b * kNvfp4Block;
+      uint32_t* __restrict cb = crow + b * kNvfp4Block;
+      for (int i = 0; i < kNvfp4Block; ++i) {
+        const float q = element_arg<V, TwoLevel>(xb[i], m);
+        uint32_t c = k.code(q);
+        if constexpr (kModelopt) c = q == 0.0f ? 0u : c;
+        cb[i] = c;
+      }
+    }
+  }
+}
+
+// bam_all: the block amax of the whole tensor (rows x cols / 16), from the first pass.
+template <Nvfp4Variant V, bool TwoLevel>
+void fast_rows(const Nvfp4Tensor& t, const float* x, int64_t rows, int64_t cols, const float* bam_all, uint8_t* scales,
+               uint8_t* codes, float* values) {
+  const int64_t nb = cols / kNvfp4Block;
+  const FastKernel<V, TwoLevel> kk = FastKernel<V, TwoLevel>::make(t);
+#pragma omp parallel if (rows * cols > kParallelMin)
+  {
+    // Per-thread scratch of one row: multipliers, factors, scale codes, element codes.
+    std::vector<float> fbuf(static_cast<size_t>(2 * nb));
+    std::vector<uint32_t> sbuf(static_cast<size_t>(nb));
+    std::vector<uint32_t> crow(codes ? static_cast<size_t>(cols) : 0);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      fast_row(kk, x + r * cols, cols, bam_all + r * nb, fbuf.data(), fbuf.data() + nb, sbuf.data(),
+               scales ? scales + r * nb : nullptr, codes ? crow.data() : nullptr, values ? values + r * cols : nullptr);
+      if (codes) {
+        const uint32_t* __restrict c = crow.data();
+        uint8_t* __restrict out = codes + r * cols / 2;
+        for (int64_t j = 0; j < cols / 2; ++j) out[j] = static_cast<uint8_t>(c[2 * j] | (c[2 * j + 1] << 4));
+      }
+    }
+  }
+}
+
+// Tensor amax on |x| bit patterns: integer order is numeric order, NaN above Inf.
+float tensor_amax(const float* x, int64_t n) {
+  uint32_t amax_bits = 0;
+#pragma omp parallel for schedule(static) reduction(max : amax_bits) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t a = f32_bits(x[i]) & 0x7fffffffu;
+    amax_bits = a > amax_bits ? a : amax_bits;
+  }
+  return f32_from_bits(amax_bits);
+}
+
+// The same maximum, keeping every block amax on the way: the fast path's first pass (also for
+// the single-level form, which needs no tensor amax: a separate pass over the block maxima
+// measured faster than interleaving them with the elements row by row).
+float tensor_amax_blocks(const float* x, int64_t rows, int64_t cols, float* bam_all) {
+  const int64_t nb = cols / kNvfp4Block;
+  uint32_t amax_bits = 0;
+#pragma omp parallel for schedule(static) reduction(max : amax_bits) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t a = row_block_amax(x + r * cols, nb, bam_all + r * nb);
+    amax_bits = a > amax_bits ? a : amax_bits;
+  }
+  return f32_from_bits(amax_bits);
+}
+
+template <Nvfp4Variant V, bool TwoLevel>
+Nvfp4Tensor quantize_as(Nvfp4Variant variant, Round round, uint64_t seed, const float* x, int64_t rows, int64_t cols,
+                        uint8_t* scales, uint8_t* codes, float* values, Nvfp4Path path) {
+  const bool fast = path == Nvfp4Path::Auto && round == Round::NearestEven;
+  std::vector<float> bam_all;
+  float amax = 0.0f;
+  if (fast) {
+    bam_all.resize(static_cast<size_t>(rows * (cols / kNvfp4Block)));
+    amax = tensor_amax_blocks(x, rows, cols, bam_all.data());
+  } else if (TwoLevel) {
+    amax = tensor_amax(x, rows * cols);
+  }
+  const Nvfp4Tensor t = nvfp4_tensor(variant, TwoLevel, amax);  // (single level: amax unused)
+  if (rows * cols == 0) return t;
+  if (fast && !t.nan && !t.zero) {
+    fast_rows<V, TwoLevel>(t, x, rows, cols, bam_all.data(), scales, codes, values);
+  } else {
+    reference_rows<V, TwoLevel>(t, round, seed, x, rows, cols, scales, codes, values);
+  }
+  return t;
+}
 
 class Nvfp4Format final : public TensorFormat {
  public:
@@ -63,18 +328,19 @@ class Nvfp4Format final : public TensorFormat {
 
   PackedTensor encode(std::span<const float> x, const Shape& shape) const override {
     check_input(x, shape);
-    std::vector<uint32_t> codes(x.size());
-    std::vector<uint32_t> scales;
-    const Nvfp4Tensor t = run(x, shape, &codes, &scales, {});
+    const RowView rv = row_view(shape);
     PackedTensor p;
     p.spec = spec();
     p.shape = shape;
     p.code_bits = 4;
     Section c{"codes", "u8", shape, {}};
-    c.bytes.resize(static_cast<size_t>(packed_bytes(static_cast<int64_t>(codes.size()), 4)));
-    if (!codes.empty()) pack_codes(codes, 4, c.bytes);  // (memset on a null span is UB)
+    c.bytes.resize(static_cast<size_t>(packed_bytes(static_cast<int64_t>(x.size()), 4)));
+    Section s{"scales", "u8", scale_shape(shape), {}};
+    s.bytes.resize(static_cast<size_t>(rv.rows * (rv.cols / kNvfp4Block)));
+    const Nvfp4Tensor t = nvfp4_quantize(variant_, two_level_, round_, seed_, x.data(), rv.rows, rv.cols,
+                                         s.bytes.data(), c.bytes.data(), nullptr);
     p.sections.push_back(std::move(c));
-    p.sections.push_back(make_section_u("scales", 8, scale_shape(shape), scales));
+    p.sections.push_back(std::move(s));
     if (two_level_) {
       const float ts[1] = {t.stored};
       p.sections.push_back(make_section_f32("tensor_scale", {1}, ts));
@@ -118,78 +384,15 @@ class Nvfp4Format final : public TensorFormat {
     check_input(x, shape);
     if (out.size() != x.size())
       throw Error(fmt::format("{}: output holds {} values, input {}", spec(), out.size(), x.size()));
-    run(x, shape, nullptr, nullptr, out);
+    const RowView rv = row_view(shape);
+    nvfp4_quantize(variant_, two_level_, round_, seed_, x.data(), rv.rows, rv.cols, nullptr, nullptr, out.data());
   }
 
  private:
-  // Dequantised value of every E2M1 code under one block factor.
-  static void block_lut(float factor, float lut[16]) {
-    for (uint32_t c = 0; c < 16; ++c) lut[c] = decode_float(fmt_desc::e2m1, c) * factor;
-  }
-
   static Shape scale_shape(const Shape& shape) {
     Shape s = shape.empty() ? Shape{1} : shape;
     s.back() /= kNvfp4Block;
     return s;
-  }
-
-  // The encoder: writes codes and scales (encode) or dequantised values (fake_quant).
-  Nvfp4Tensor run(std::span<const float> x, const Shape& shape, std::vector<uint32_t>* codes,
-                  std::vector<uint32_t>* scales, std::span<float> out) const {
-    const RowView rv = row_view(shape);
-    const int64_t n = static_cast<int64_t>(x.size());
-    // Tensor amax on |x| bit patterns: integer order is numeric order, NaN above Inf.
-    uint32_t amax_bits = 0;
-    if (two_level_) {
-#pragma omp parallel for schedule(static) reduction(max : amax_bits) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) {
-        const uint32_t a = f32_bits(x[i]) & 0x7fffffffu;
-        amax_bits = a > amax_bits ? a : amax_bits;
-      }
-    }
-    const Nvfp4Tensor t = nvfp4_tensor(variant_, two_level_, f32_from_bits(amax_bits));
-    if (scales) scales->assign(static_cast<size_t>(rv.rows * (rv.cols / kNvfp4Block)), 0u);
-    if (!two_level_) {
-      run_blocks<Nvfp4Variant::Torchao, false>(t, x, rv, codes, scales, out);
-    } else if (variant_ == Nvfp4Variant::Te) {
-      run_blocks<Nvfp4Variant::Te, true>(t, x, rv, codes, scales, out);
-    } else if (variant_ == Nvfp4Variant::Torchao) {
-      run_blocks<Nvfp4Variant::Torchao, true>(t, x, rv, codes, scales, out);
-    } else {
-      run_blocks<Nvfp4Variant::Modelopt, true>(t, x, rv, codes, scales, out);
-    }
-    return t;
-  }
-
-  // The hot loop, specialised per variant (DESIGN.md principle 6).
-  template <Nvfp4Variant V, bool TwoLevel>
-  void run_blocks(const Nvfp4Tensor& t, std::span<const float> x, const RowView& rv, std::vector<uint32_t>* codes,
-                  std::vector<uint32_t>* scales, std::span<float> out) const {
-    const int64_t nb = rv.cols / kNvfp4Block;
-    const Round round = round_;
-    const uint64_t seed = seed_;
-#pragma omp parallel for schedule(static) if (rv.rows * rv.cols > kParallelMin)
-    for (int64_t r = 0; r < rv.rows; ++r) {
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t i0 = r * rv.cols + b * kNvfp4Block;
-        uint32_t bmax = 0;
-        for (int i = 0; i < kNvfp4Block; ++i) {
-          const uint32_t a = f32_bits(x[i0 + i]) & 0x7fffffffu;
-          bmax = a > bmax ? a : bmax;
-        }
-        const Nvfp4BlockScale bs = nvfp4_block_scale(t, f32_from_bits(bmax));
-        if (scales) (*scales)[r * nb + b] = bs.code;
-        float lut[16];  // e2m1(c) * block factor, the same products decode() forms
-        if (!codes) block_lut(nvfp4_block_factor(t, bs.code), lut);
-        for (int i = 0; i < kNvfp4Block; ++i) {
-          const int64_t k = i0 + i;
-          const uint32_t rb = round == Round::Stochastic ? sr_bits(seed, static_cast<uint64_t>(k)) : 0u;
-          const uint32_t c = nvfp4_encode_element_as<V, TwoLevel>(t, bs, x[k], round, rb);
-          if (codes) (*codes)[k] = c;
-          else out[k] = lut[c];
-        }
-      }
-    }
   }
 
   Nvfp4Variant variant_;
@@ -199,6 +402,27 @@ class Nvfp4Format final : public TensorFormat {
 };
 
 }  // namespace
+
+Nvfp4Tensor nvfp4_quantize(Nvfp4Variant variant, bool two_level, Round round, uint64_t seed, const float* x,
+                           int64_t rows, int64_t cols, uint8_t* scales, uint8_t* codes, float* values,
+                           Nvfp4Path path) {
+  if (cols % kNvfp4Block != 0)
+    throw Error(fmt::format("nvfp4_quantize: {} columns, not a multiple of {}", cols, kNvfp4Block));
+  if (round != Round::NearestEven && round != Round::Stochastic)
+    throw Error(fmt::format("nvfp4_quantize: elements round with rne or sr, not {}", round_name(round)));
+  if (!two_level)  // torchao's single-level form
+    return quantize_as<Nvfp4Variant::Torchao, false>(Nvfp4Variant::Torchao, round, seed, x, rows, cols, scales, codes,
+                                                     values, path);
+  switch (variant) {
+    case Nvfp4Variant::Te:
+      return quantize_as<Nvfp4Variant::Te, true>(variant, round, seed, x, rows, cols, scales, codes, values, path);
+    case Nvfp4Variant::Torchao:
+      return quantize_as<Nvfp4Variant::Torchao, true>(variant, round, seed, x, rows, cols, scales, codes, values, path);
+    case Nvfp4Variant::Modelopt:
+      break;
+  }
+  return quantize_as<Nvfp4Variant::Modelopt, true>(variant, round, seed, x, rows, cols, scales, codes, values, path);
+}
 
 std::unique_ptr<TensorFormat> make_nvfp4_format(Spec& spec) {
   if (spec.name() != "nvfp4") spec.fail("not an NVFP4 format");

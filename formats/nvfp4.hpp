@@ -238,4 +238,27 @@ LOWBIT_HD float nvfp4_decode_element(const Nvfp4Tensor& t, uint32_t code, uint8_
   return decode_float(fmt_desc::e2m1, code) * nvfp4_block_factor(t, s);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The tensor kernel of the NVFP4 format (host only; formats/nvfp4.cpp).
+
+// Which implementation nvfp4_quantize runs.
+//   Auto       the vectorised kernel (fast_float.hpp's FastRne for the E4M3 block scales and the
+//              E2M1 elements) for round=rne, else Reference
+//   Reference  the scalar functions above (nvfp4_block_scale, nvfp4_encode_element_as,
+//              nvfp4_decode_element's products), block by block: the definition the fast kernel
+//              must match bit for bit (tests/formats/test_nvfp4.cpp)
+enum class Nvfp4Path : uint8_t { Auto, Reference };
+
+// Quantises a rows x cols row-major tensor (cols a multiple of kNvfp4Block) with the variant's
+// tensor scale (two_level; false is torchao's single-level form, whatever the variant) and
+// blocks of 16 consecutive elements of a row; round is NearestEven or Stochastic
+// (element bits sr_bits(seed, flat index)). Writes, where the pointer is not null:
+// scales[rows * cols / 16] the E4M3 block scale codes; codes[rows * cols / 2] the E2M1 codes
+// packed two per byte (element 2i in the low nibble); values[rows * cols] the dequantised
+// values (e2m1 * nvfp4_block_factor, as decoding forms them). Returns the tensor-level state
+// (its `stored` is the "tensor_scale" section). OpenMP-parallel over rows for large tensors.
+Nvfp4Tensor nvfp4_quantize(Nvfp4Variant variant, bool two_level, Round round, uint64_t seed, const float* x,
+                           int64_t rows, int64_t cols, uint8_t* scales, uint8_t* codes, float* values,
+                           Nvfp4Path path = Nvfp4Path::Auto);
+
 }  // namespace lowbit

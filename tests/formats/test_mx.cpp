@@ -730,3 +730,259 @@ TEST(Mx, MetadataAndOptions) {
   bad.sections[1].shape = {2};
   EXPECT_THROW(make_format("mxfp4")->decode(bad, y), Error);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The vectorised round-to-nearest-even kernel against the scalar reference path (mx_quantize
+// with MxPath::Reference: mx_scale_e8m0, mx_encode_element, mx_decode_element block by block),
+// bit for bit on scales, packed codes and values.
+
+namespace {
+
+// Blocks of many kinds, chosen at random per block: wide dynamic range with random mantissa
+// bits, zero blocks (signed zeros), fp32 subnormals, element-grid midpoints (ties) at the
+// block's scale, NaN and Inf blocks, block maxima at the scale rules' boundaries (powers of
+// two, max_elem * 2^k and their neighbours), huge blocks whose small elements underflow V / X,
+// and tiny blocks whose scale clamps at 0x00.
+std::vector<float> stress_blocks(int64_t nblocks, uint32_t seed, const MxElement& el) {
+  std::mt19937 g(seed);
+  auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g); };
+  auto sign = [&] { return (g() & 1) ? -1.0f : 1.0f; };
+  auto rand_float = [&](int e) {  // random mantissa bits at 2^e (subnormal / 0 below 2^-149)
+    return sign() * std::ldexp(1.0f + std::ldexp(static_cast<float>(g() & 0x7fffffu), -23), e);
+  };
+  const std::vector<double> vals = element_values(el);
+  std::vector<double> mids;
+  for (size_t c = 0; c + 1 < vals.size(); ++c) mids.push_back(0.5 * (vals[c] + vals[c + 1]));
+  const float max_elem = mx_element_max(el);
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> x(static_cast<size_t>(nblocks) * 32);
+  for (int64_t b = 0; b < nblocks; ++b) {
+    float* v = x.data() + b * 32;
+    const int kind = uni(0, 11);
+    const int e0 = uni(-140, 125);
+    switch (kind) {
+      case 0:
+      case 1:  // wide dynamic range below the block exponent, some zeros
+        for (int i = 0; i < 32; ++i) v[i] = uni(0, 9) == 0 ? 0.0f * sign() : rand_float(e0 - uni(0, 40));
+        break;
+      case 2:  // zero block
+        for (int i = 0; i < 32; ++i) v[i] = uni(0, 1) ? 0.0f : -0.0f;
+        break;
+      case 3:  // fp32 subnormals (and a zero or two)
+        for (int i = 0; i < 32; ++i) v[i] = sign() * f32_from_bits(g() % 0x00800000u);
+        break;
+      case 4:
+      case 5: {  // ties: grid midpoints at 2^(e0 - emax) and 2^(e0 - emax + 1), exact or +-1 ulp
+        const int k = e0 - el.emax();
+        v[0] = sign() * std::ldexp(uni(0, 1) ? 1.0f : 1.5f, e0);
+        for (int i = 1; i < 32; ++i) {
+          const double m = mids[static_cast<size_t>(uni(0, static_cast<int>(mids.size()) - 1))];
+          float t = static_cast<float>(std::ldexp(m, k + uni(0, 1)));
+          const int d = uni(-1, 1);
+          if (d != 0) t = std::nextafter(t, d > 0 ? inf : 0.0f);
+          v[i] = sign() * t;
+        }
+        break;
+      }
+      case 6:  // NaN block (any sign and payload), possibly with Inf too
+        for (int i = 0; i < 32; ++i) v[i] = rand_float(e0 - uni(0, 10));
+        v[uni(0, 31)] = f32_from_bits(((g() & 1) << 31) | (0x7f800001u + g() % 0x7fffffu));
+        if (uni(0, 1)) v[uni(0, 31)] = sign() * inf;
+        break;
+      case 7:  // Inf block
+        for (int i = 0; i < 32; ++i) v[i] = rand_float(std::min(e0, 100) - uni(0, 30));
+        v[uni(0, 31)] = sign() * inf;
+        if (uni(0, 1)) v[uni(0, 31)] = sign() * inf;
+        break;
+      case 8: {  // amax at a scale-rule boundary, other elements just below it
+        const float base = uni(0, 1) ? 1.0f : max_elem;
+        float a = std::ldexp(base, std::max(-126, std::min(e0, 126)));
+        for (int s = uni(-2, 2); s != 0; s += s > 0 ? -1 : 1) a = std::nextafter(a, s > 0 ? inf : 0.0f);
+        v[0] = sign() * a;
+        for (int i = 1; i < 32; ++i) v[i] = sign() * std::nextafter(a, 0.0f) * (uni(0, 3) == 0 ? 1.0f : 0.5f);
+        break;
+      }
+      case 9:  // huge block: small elements underflow V / X
+        v[0] = sign() * rand_float(uni(100, 127));
+        for (int i = 1; i < 32; ++i) v[i] = rand_float(uni(-160, -10));
+        break;
+      case 10:  // tiny block: the scale clamps at 0x00
+        for (int i = 0; i < 32; ++i) v[i] = rand_float(uni(-150, -118));
+        break;
+      default:  // largest magnitudes: FLT_MAX and neighbours
+        for (int i = 0; i < 32; ++i) v[i] = sign() * f32_from_bits(0x7f7fffffu - (g() % 64u) * (uni(0, 1) ? 1u : 0x10000u));
+        break;
+    }
+  }
+  return x;
+}
+
+struct MxRun {
+  std::vector<uint8_t> scales, codes;
+  std::vector<float> values;
+};
+
+MxRun run_mx(const MxElement& el, const MxOptions& o, const std::vector<float>& x, int64_t rows, int64_t cols,
+             MxPath path) {
+  MxRun r;
+  r.scales.assign(static_cast<size_t>(rows * cols / 32), 0xAB);
+  r.codes.assign(static_cast<size_t>(packed_bytes(rows * cols, el.bits())), 0xCD);
+  r.values.assign(static_cast<size_t>(rows * cols), -1.0f);
+  mx_quantize(el, o, x.data(), rows, cols, r.scales.data(), r.codes.data(), r.values.data(), path);
+  return r;
+}
+
+// Compares two runs; returns the number of differences (reporting the first few).
+int compare_runs(const MxRun& fast, const MxRun& ref, const std::string& what) {
+  int bad = 0;
+  for (size_t i = 0; i < ref.scales.size(); ++i)
+    if (fast.scales[i] != ref.scales[i] && bad++ < 3)
+      ADD_FAILURE() << what << ": scale " << i << " fast 0x" << std::hex << int{fast.scales[i]} << " ref 0x"
+                    << int{ref.scales[i]};
+  for (size_t i = 0; i < ref.codes.size(); ++i)
+    if (fast.codes[i] != ref.codes[i] && bad++ < 3)
+      ADD_FAILURE() << what << ": code byte " << i << " fast 0x" << std::hex << int{fast.codes[i]} << " ref 0x"
+                    << int{ref.codes[i]};
+  for (size_t i = 0; i < ref.values.size(); ++i)
+    if (!same_bits(fast.values[i], ref.values[i]) && bad++ < 3)
+      ADD_FAILURE() << what << ": value " << i << " fast 0x" << std::hex << f32_bits(fast.values[i]) << " ref 0x"
+                    << f32_bits(ref.values[i]);
+  return bad;
+}
+
+}  // namespace
+
+TEST(MxFastPath, MatchesReferenceEveryElementRuleAndOption) {
+  const int64_t rows = 64, cols = 1024;  // 2048 blocks
+  int cases = 0;
+  for (const auto& n : kAll) {
+    const std::vector<float> x = stress_blocks(rows * cols / 32, 1000 + cases, n.el);
+    for (const MxScaleRule r : kRules) {
+      for (int opt = 0; opt < (n.el.int8 ? 8 : 4); ++opt) {
+        MxOptions o;
+        o.scale = r;
+        o.inf_sat = opt & 1;
+        o.flush_subnormals = (opt >> 1) & 1;
+        o.int8_min128 = (opt >> 2) & 1;
+        const std::string what = std::string(n.name) + " scale=" + mx_scale_rule_name(r) + " inf_sat=" +
+                                 std::to_string(o.inf_sat) + " flush=" + std::to_string(o.flush_subnormals) +
+                                 " min128=" + std::to_string(o.int8_min128);
+        const MxRun fast = run_mx(n.el, o, x, rows, cols, MxPath::Auto);
+        const MxRun ref = run_mx(n.el, o, x, rows, cols, MxPath::Reference);
+        ASSERT_EQ(compare_runs(fast, ref, what), 0);
+        ++cases;
+      }
+    }
+  }
+  EXPECT_EQ(cases, 5 * 4 * 4 + 4 * 8);
+}
+
+// Every kind of block occurs: NaN and Inf scales, zero scales, flushed blocks, the 0xFE clamp.
+TEST(MxFastPath, StressDataCoversTheSpecialScales) {
+  const int64_t nb = 4096;
+  const std::vector<float> x = stress_blocks(nb, 77, mx_elem::e2m1);
+  MxOptions o;
+  std::vector<uint8_t> s(nb), c(static_cast<size_t>(packed_bytes(nb * 32, 4)));
+  mx_quantize(mx_elem::e2m1, o, x.data(), 1, nb * 32, s.data(), c.data(), nullptr, MxPath::Auto);
+  int nan = 0, zero = 0, top = 0;
+  for (const uint8_t e : s) {
+    nan += e == 0xFF;
+    zero += e == 0x00;
+    top += e >= 0xF8;
+  }
+  EXPECT_GT(nan, 200);
+  EXPECT_GT(zero, 200);
+  EXPECT_GT(top, 50);
+}
+
+// Large tensors (the OpenMP path) through the tensor formats, whose encode and fake_quant take
+// the fast path, against the reference path: scales, packed codes, values, and decode(encode).
+TEST(MxFastPath, TensorFormatsMatchReferenceOnLargeTensors) {
+  const int64_t rows = 96, cols = 1024;  // 98304 values: above the parallel threshold
+  for (const auto& n : kAll) {
+    const std::vector<float> x = stress_blocks(rows * cols / 32, 4242, n.el);
+    for (const char* opt : {"", ":scale=rceil", ":scale=ceil:inf=sat", ":scale=even:flush_subnormals"}) {
+      const std::string spec = std::string(n.name) + opt;
+      const auto f = make_format(spec);
+      MxOptions o;
+      o.scale = spec.find("rceil") != std::string::npos  ? MxScaleRule::Rceil
+                : spec.find("ceil") != std::string::npos ? MxScaleRule::Ceil
+                : spec.find("even") != std::string::npos ? MxScaleRule::Even
+                                                          : MxScaleRule::Floor;
+      o.inf_sat = spec.find("inf=sat") != std::string::npos;
+      o.flush_subnormals = spec.find("flush") != std::string::npos;
+      const MxRun ref = run_mx(n.el, o, x, rows, cols, MxPath::Reference);
+      const PackedTensor p = f->encode(x, {rows, cols});
+      ASSERT_EQ(p.at("codes").bytes, ref.codes) << spec;
+      ASSERT_EQ(p.at("scales").bytes, ref.scales) << spec;
+      std::vector<float> y(x.size()), z(x.size());
+      f->fake_quant(x, {rows, cols}, y);
+      f->decode(p, z);
+      for (size_t i = 0; i < x.size(); ++i) {
+        ASSERT_TRUE(same_bits(y[i], ref.values[i])) << spec << " " << i << " x=" << x[i];
+        ASSERT_TRUE(same_bits(z[i], ref.values[i])) << spec << " " << i << " x=" << x[i];
+      }
+    }
+  }
+}
+
+// Every fp32 bit pattern class as a block amax: each exponent field with boundary and random
+// mantissas, subnormals of every length, Inf and NaN. Scales (and elements) of both paths.
+TEST(MxFastPath, ScaleBytesMatchReferenceForEveryExponentField) {
+  std::mt19937 g(99);
+  std::vector<uint32_t> amax;
+  for (uint32_t ef = 0; ef <= 255; ++ef) {
+    for (const uint32_t m : {0u, 1u, 2u, 0x3fffffu, 0x400000u, 0x400001u, 0x7ffffeu, 0x7fffffu, 0x200000u, 0x600000u,
+                             0x7e0000u, 0x7f0000u, 0x7c0001u, 0x7dffffu, 0x780000u, 0x77ffffu})
+      amax.push_back((ef << 23) | m);
+    for (int r = 0; r < 8; ++r) amax.push_back((ef << 23) | (g() & 0x7fffffu));
+  }
+  for (int bits = 0; bits < 23; ++bits) {  // subnormals 2^bits and their neighbours
+    amax.push_back(1u << bits);
+    amax.push_back((1u << bits) + 1u);
+    amax.push_back((2u << bits) - 1u);
+  }
+  for (const auto& n : kAll) {  // max_elem * 2^k and neighbours (RCEIL's threshold)
+    const uint32_t sig = f32_bits(mx_element_max(n.el)) & 0x7fffffu;
+    for (uint32_t ef = 1; ef < 255; ++ef)
+      for (const uint32_t d : {0u, 1u, 2u}) amax.push_back((ef << 23) | (sig + d)), amax.push_back((ef << 23) | (sig - d));
+  }
+  const int64_t nb = static_cast<int64_t>(amax.size());
+  std::vector<float> x(static_cast<size_t>(nb) * 32);
+  for (int64_t b = 0; b < nb; ++b) {
+    const float a = f32_from_bits(amax[b]);
+    x[b * 32 + (b % 32)] = (b & 1) ? -a : a;  // the block max, anywhere in the block
+    for (int i = 0; i < 32; ++i)
+      if (i != b % 32) x[b * 32 + i] = std::isfinite(a) ? a * std::ldexp(static_cast<float>(g() % 1000), -10) : 1.0f;
+  }
+  for (const auto& n : kAll) {
+    for (const MxScaleRule r : kRules) {
+      for (const bool inf_sat : {false, true}) {
+        MxOptions o;
+        o.scale = r;
+        o.inf_sat = inf_sat;
+        const std::string what = std::string(n.name) + " scale=" + mx_scale_rule_name(r) + (inf_sat ? " inf=sat" : "");
+        const MxRun fast = run_mx(n.el, o, x, nb, 32, MxPath::Auto);
+        const MxRun ref = run_mx(n.el, o, x, nb, 32, MxPath::Reference);
+        ASSERT_EQ(compare_runs(fast, ref, what), 0);
+        // The reference scales are mx_scale_e8m0 of the amax.
+        for (int64_t b = 0; b < nb; ++b)
+          ASSERT_EQ(ref.scales[b], mx_scale_e8m0(f32_from_bits(amax[b]), r, n.el, inf_sat)) << what << " " << b;
+      }
+    }
+  }
+}
+
+// Round modes other than RNE take the reference path (Auto == Reference trivially), and the
+// reference path of an RNE format is what the format itself computed before the fast path.
+TEST(MxFastPath, OtherRoundingModesUseTheReferencePath) {
+  const std::vector<float> x = stress_blocks(256, 5, mx_elem::e4m3);
+  for (const Round rm : {Round::NearestAway, Round::TowardZero, Round::Stochastic}) {
+    MxOptions o;
+    o.round = rm;
+    o.seed = 12;
+    const MxRun a = run_mx(mx_elem::e4m3, o, x, 16, 512, MxPath::Auto);
+    const MxRun b = run_mx(mx_elem::e4m3, o, x, 16, 512, MxPath::Reference);
+    ASSERT_EQ(compare_runs(a, b, std::string(round_name(rm))), 0);
+  }
+}

@@ -570,3 +570,206 @@ TEST(Nvfp4, OptionsShapesAndMetadata) {
   EXPECT_THROW(f->decode(q, out), Error);
   EXPECT_THROW(make_format("nvfp4:variant=torchao")->decode(f->encode(z, {32}), out), Error);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The vectorised kernel against the scalar reference path (nvfp4_quantize with
+// Nvfp4Path::Reference: nvfp4_block_scale, nvfp4_encode_element_as and the decode products,
+// block by block), bit for bit on the tensor scale, block scales, packed codes and values.
+
+namespace {
+
+struct Nvfp4Run {
+  Nvfp4Tensor t;
+  std::vector<uint8_t> scales, codes;
+  std::vector<float> values;
+};
+
+Nvfp4Run run_nvfp4(Nvfp4Variant v, bool two_level, const std::vector<float>& x, int64_t rows, int64_t cols,
+                   Nvfp4Path path) {
+  Nvfp4Run r;
+  r.scales.assign(static_cast<size_t>(rows * cols / 16), 0xAB);
+  r.codes.assign(static_cast<size_t>(rows * cols / 2), 0xCD);
+  r.values.assign(static_cast<size_t>(rows * cols), -1.0f);
+  r.t = nvfp4_quantize(v, two_level, Round::NearestEven, 0, x.data(), rows, cols, r.scales.data(), r.codes.data(),
+                       r.values.data(), path);
+  return r;
+}
+
+int compare_nvfp4(const Nvfp4Run& fast, const Nvfp4Run& ref, const std::string& what) {
+  int bad = 0;
+  if (!same_bits(fast.t.stored, ref.t.stored) && bad++ < 3) ADD_FAILURE() << what << ": tensor scale";
+  for (size_t i = 0; i < ref.scales.size(); ++i)
+    if (fast.scales[i] != ref.scales[i] && bad++ < 3)
+      ADD_FAILURE() << what << ": scale " << i << " fast 0x" << std::hex << int{fast.scales[i]} << " ref 0x"
+                    << int{ref.scales[i]};
+  for (size_t i = 0; i < ref.codes.size(); ++i)
+    if (fast.codes[i] != ref.codes[i] && bad++ < 3)
+      ADD_FAILURE() << what << ": code byte " << i << " fast 0x" << std::hex << int{fast.codes[i]} << " ref 0x"
+                    << int{ref.codes[i]};
+  for (size_t i = 0; i < ref.values.size(); ++i)
+    if (!same_bits(fast.values[i], ref.values[i]) && bad++ < 3)
+      ADD_FAILURE() << what << ": value " << i << " fast 0x" << std::hex << f32_bits(fast.values[i]) << " ref 0x"
+                    << f32_bits(ref.values[i]);
+  return bad;
+}
+
+struct VariantCase {
+  const char* name;
+  Nvfp4Variant v;
+  bool two_level;
+};
+const VariantCase kVariantCases[] = {{"te", Nvfp4Variant::Te, true},
+                                     {"torchao", Nvfp4Variant::Torchao, true},
+                                     {"modelopt", Nvfp4Variant::Modelopt, true},
+                                     {"single", Nvfp4Variant::Torchao, false}};
+
+// Blocks of many kinds for a variant, with element 0 = the tensor amax A: random magnitudes
+// over many binades below A (random mantissa bits), zero blocks (signed zeros), fp32
+// subnormals, E2M1 ties under the variant's own block multiplier (exact and +-1 or 2 ulps),
+// block maxima at E4M3 midpoints of the scaled block scale, and blocks at A itself.
+std::vector<float> stress_tensor(const VariantCase& vc, float A, int64_t nblocks, uint32_t seed) {
+  std::mt19937 g(seed);
+  auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g); };
+  auto sign = [&] { return (g() & 1) ? -1.0f : 1.0f; };
+  const float ties[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+  const Nvfp4Tensor t = nvfp4_tensor(vc.v, vc.two_level, A);
+  const int ea = std::ilogb(A);
+  std::vector<float> x(static_cast<size_t>(nblocks) * 16);
+  for (int64_t b = 0; b < nblocks; ++b) {
+    float* v = x.data() + b * 16;
+    const int kind = uni(0, 7);
+    // Block amax at or below A.
+    float bamax = std::ldexp(1.0f + std::ldexp(static_cast<float>(g() & 0x7fffffu), -23), ea - uni(0, 24));
+    if (kind == 6) {  // near an E4M3 midpoint of the scaled block scale (A * s / 448 for TE)
+      const uint32_t c = 0x01 + g() % 0x7d;
+      const float mid = 0.5f * (decode_float(fmt_desc::e4m3, c) + decode_float(fmt_desc::e4m3, c + 1));
+      bamax = f32_from_bits(f32_bits(mid * (vc.two_level ? A / 448.0f : 6.0f)) + static_cast<uint32_t>(uni(0, 4)) - 2u);
+    }
+    if (kind == 7) bamax = A;
+    if (!(bamax <= A) || !std::isfinite(bamax)) bamax = A;
+    switch (kind) {
+      case 0:
+      case 1:
+        for (int i = 0; i < 16; ++i) v[i] = uni(0, 7) == 0 ? 0.0f * sign() : sign() * bamax * std::ldexp(static_cast<float>(g() % 4096), -12 - uni(0, 12));
+        break;
+      case 2:
+        for (int i = 0; i < 16; ++i) v[i] = uni(0, 1) ? 0.0f : -0.0f;
+        continue;
+      case 3:
+        for (int i = 0; i < 16; ++i) v[i] = sign() * f32_from_bits(g() % 0x00800000u);
+        break;
+      default: {
+        // E2M1 ties under the block's multiplier m (TE, torchao: q = x * m; ModelOpt q = x / m).
+        const Nvfp4BlockScale bs = nvfp4_block_scale(t, bamax);
+        for (int i = 1; i < 16; ++i) {
+          const float tie = ties[uni(0, 6)];
+          float xi = vc.two_level && vc.v == Nvfp4Variant::Modelopt ? tie * bs.m : tie / bs.m;
+          if (!std::isfinite(xi)) xi = 0.0f;
+          xi = f32_from_bits(f32_bits(xi) + static_cast<uint32_t>(uni(0, 4)) - 2u);
+          v[i] = std::fabs(xi) < bamax ? sign() * xi : 0.0f;
+        }
+        break;
+      }
+    }
+    v[0] = sign() * bamax;
+  }
+  x[0] = A;
+  return x;
+}
+
+}  // namespace
+
+TEST(Nvfp4FastPath, MatchesReferenceOverTensorMagnitudes) {
+  const int64_t rows = 32, cols = 512;  // 1024 blocks
+  int cases = 0;
+  for (const int te : {-149, -140, -138, -130, -126, -100, -30, -5, 0, 3, 12, 40, 100, 120, 126, 127}) {
+    for (const float frac : {1.0f, 1.37f, 1.9999999f}) {
+      const float A = std::ldexp(frac, te);
+      if (A == 0.0f) continue;
+      for (const VariantCase& vc : kVariantCases) {
+        const std::vector<float> x = stress_tensor(vc, A, rows * cols / 16, 300 + cases);
+        const std::string what = std::string(vc.name) + " amax=" + std::to_string(A) + " (2^" + std::to_string(te) + ")";
+        const Nvfp4Run fast = run_nvfp4(vc.v, vc.two_level, x, rows, cols, Nvfp4Path::Auto);
+        const Nvfp4Run ref = run_nvfp4(vc.v, vc.two_level, x, rows, cols, Nvfp4Path::Reference);
+        ASSERT_EQ(compare_nvfp4(fast, ref, what), 0);
+        ++cases;
+      }
+    }
+  }
+  EXPECT_GT(cases, 150);
+}
+
+// Degenerate tensors (all zero, amax / 2688 underflowing, NaN / Inf anywhere) and, for the
+// single-level form, NaN and Inf blocks among ordinary ones.
+TEST(Nvfp4FastPath, DegenerateTensorsAndNonFiniteBlocks) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<std::vector<float>> tensors;
+  tensors.push_back(std::vector<float>(1024, 0.0f));
+  std::vector<float> neg_zero(1024, 0.0f);
+  for (size_t i = 0; i < neg_zero.size(); i += 3) neg_zero[i] = -0.0f;
+  tensors.push_back(neg_zero);
+  std::vector<float> tiny(1024, 0.0f);
+  tiny[5] = std::ldexp(1.0f, -145);
+  tiny[700] = -std::ldexp(3.0f, -149);
+  tensors.push_back(tiny);
+  for (const float bad : {nan, -nan, inf, -inf, f32_from_bits(0xff800123u)}) {
+    std::vector<float> x = mixed(1024, 5, 3);
+    x[77] = bad;
+    x[300] = bad;
+    tensors.push_back(x);
+    x[301] = bad == bad ? nan : inf;
+    tensors.push_back(x);
+  }
+  int i = 0;
+  for (const auto& x : tensors) {
+    for (const VariantCase& vc : kVariantCases) {
+      const std::string what = std::string(vc.name) + " tensor " + std::to_string(i);
+      const Nvfp4Run fast = run_nvfp4(vc.v, vc.two_level, x, 8, 128, Nvfp4Path::Auto);
+      const Nvfp4Run ref = run_nvfp4(vc.v, vc.two_level, x, 8, 128, Nvfp4Path::Reference);
+      ASSERT_EQ(compare_nvfp4(fast, ref, what), 0);
+    }
+    ++i;
+  }
+}
+
+// Large tensors (the OpenMP path) through the tensor format, whose encode and fake_quant take
+// the fast path, against the reference path.
+TEST(Nvfp4FastPath, TensorFormatMatchesReferenceOnLargeTensors) {
+  const int64_t rows = 48, cols = 2048;  // 98304 values: above the parallel threshold
+  for (const VariantCase& vc : kVariantCases) {
+    const std::string spec = !vc.two_level ? "nvfp4:tensor_scale=off" : spec_of(vc.name);
+    const auto f = make_format(spec);
+    for (const float A : {std::ldexp(1.3f, -20), 3.7f, std::ldexp(1.9f, 90)}) {
+      const std::vector<float> x = stress_tensor(vc, A, rows * cols / 16, 17);
+      const Nvfp4Run ref = run_nvfp4(vc.v, vc.two_level, x, rows, cols, Nvfp4Path::Reference);
+      const PackedTensor p = f->encode(x, {rows, cols});
+      ASSERT_EQ(p.at("codes").bytes, ref.codes) << spec;
+      ASSERT_EQ(p.at("scales").bytes, ref.scales) << spec;
+      if (vc.two_level) {
+        ASSERT_TRUE(same_bits(section_f32(p.at("tensor_scale"))[0], ref.t.stored)) << spec;
+      }
+      std::vector<float> y(x.size()), z(x.size());
+      f->fake_quant(x, {rows, cols}, y);
+      f->decode(p, z);
+      for (size_t k = 0; k < x.size(); ++k) {
+        ASSERT_TRUE(same_bits(y[k], ref.values[k])) << spec << " " << k << " x=" << x[k];
+        ASSERT_TRUE(same_bits(z[k], ref.values[k])) << spec << " " << k << " x=" << x[k];
+      }
+    }
+  }
+}
+
+// Stochastic rounding takes the reference path: Auto and Reference agree.
+TEST(Nvfp4FastPath, StochasticRoundingUsesTheReferencePath) {
+  const std::vector<float> x = mixed(16 * 512, 8, 0);
+  for (const VariantCase& vc : kVariantCases) {
+    std::vector<uint8_t> ca(x.size() / 2), cb(x.size() / 2), sa(x.size() / 16), sb(x.size() / 16);
+    std::vector<float> va(x.size()), vb(x.size());
+    nvfp4_quantize(vc.v, vc.two_level, Round::Stochastic, 7, x.data(), 16, 512, sa.data(), ca.data(), va.data());
+    nvfp4_quantize(vc.v, vc.two_level, Round::Stochastic, 7, x.data(), 16, 512, sb.data(), cb.data(), vb.data(),
+                   Nvfp4Path::Reference);
+    EXPECT_EQ(ca, cb) << vc.name;
+    EXPECT_EQ(sa, sb) << vc.name;
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_TRUE(same_bits(va[i], vb[i])) << vc.name << " " << i;
+  }
+}
