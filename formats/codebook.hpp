@@ -5,6 +5,7 @@
 // backends, double quantisation, packing, OpenMP) is formats/codebook.cpp.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -166,5 +167,26 @@ std::vector<float> create_dynamic_map(bool is_signed = true, int max_exponent_bi
 // 2 or more than 256 values, or on values that are not strictly ascending as float32.
 std::vector<float> parse_codebook_values(std::string_view text, char separator, std::string_view context);
 std::vector<float> read_codebook_file(const std::string& path);
+
+class TensorFormat;  // formats/tensor_format.hpp
+
+namespace detail {
+// Implementations of the codebook tensor formats, for tests that compare them bit for bit:
+//   Reference  the scalar code (per-element decision trees, binary searches)
+//   Portable   the vectorisable loops (selects only) that the compiler vectorises
+//   Native     what make_format uses: the build's SIMD kernels (AVX-512) where compiled in,
+//              else Portable
+enum class CodebookImpl : uint8_t { Reference, Portable, Native };
+std::unique_ptr<TensorFormat> make_codebook_format(std::string_view spec, CodebookImpl impl);
+
+// Double quantisation's code choices as the fast paths run them, n values at a time (simd: the
+// build's SIMD version where it has one, else loops with selects):
+//   dynamic8_codes            q[i] = bnb_dynamic8_code(map, v[i] * recip)
+//   dynamic8_bucketize_codes  q[i] = torch.bucketize(clamp(x, -1, 1), bounds, right=False) over
+//                             the 255 ascending bounds, x = v[i] / am if partial else v[i] * recip
+void dynamic8_codes(const float* map, const float* v, float recip, int64_t n, uint32_t* q, bool simd);
+void dynamic8_bucketize_codes(const float* bounds, const float* v, float am, float recip, bool partial, int64_t n,
+                              uint32_t* q, bool simd);
+}  // namespace detail
 
 }  // namespace lowbit

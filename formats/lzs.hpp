@@ -7,6 +7,8 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <string_view>
 
 #include "formats/hd.hpp"
 #include "formats/int_format.hpp"
@@ -15,6 +17,7 @@
 namespace lowbit {
 
 struct PackedTensor;  // formats/tensor_format.hpp
+class TensorFormat;
 
 // How the dropped low FLAG bits are handled.
 //   Trunc  c = m >> FLAG (the paper's residual truncation; default)
@@ -83,5 +86,15 @@ LOWBIT_HD int lzs_encode_group(const int32_t* q, int64_t n, LzsRound r, uint32_t
 // Number of groups with FLAG 0, 1, 2, 3, 4 in a packed lzs4 tensor (its "flags" section);
 // throws lowbit::Error if the tensor has no valid flags section.
 std::array<int64_t, 5> lzs_flag_histogram(const PackedTensor& p);
+
+namespace detail {
+// Implementations of the lzs4 tensor format, for tests that compare them bit for bit:
+//   Reference  the scalar code (lzs_quantize_int8, lzs_encode per element)
+//   Portable   the vectorisable loops (selects only) that the compiler vectorises
+//   Native     what make_format uses: the build's SIMD kernel (AVX-512, groups of 16, 32, 64,
+//              128) where compiled in, else Portable
+enum class LzsImpl : uint8_t { Reference, Portable, Native };
+std::unique_ptr<TensorFormat> make_lzs_format(std::string_view spec, LzsImpl impl);
+}  // namespace detail
 
 }  // namespace lowbit

@@ -1,8 +1,10 @@
 // Codebook formats (nf4, bnb_fp4, af4, codebook): value tables against FORMATS.md §3 literals,
 // bitsandbytes' CUDA thresholds to the ulp, the torch backend's fp32 midpoints, zero blocks,
 // nibble order, double quantisation and user codebooks.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -652,5 +654,273 @@ TEST(Nf4, DoubleQuantConstantAbsmax) {
     const auto y = fq(spec, x, {300, 64});
     EXPECT_EQ(y[5], 1.5f) << spec;
     EXPECT_EQ(y[64 * 299 + 5], 1.5f) << spec;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast paths (vectorisable loops and SIMD kernels) against the scalar reference, bit for
+// bit: packed sections, fake_quant values and decoded values, on tensors built to hit every
+// decision (thresholds and midpoints exactly and one ulp either side, at exact scales), wide
+// dynamic range, subnormals, zero blocks, NaN / Inf blocks and near-FLT_MAX blocks.
+
+namespace {
+
+// Midpoints (fp32 and the floats around the exact one) and neighbours of every table entry.
+std::vector<float> probe_values(const std::vector<std::vector<float>>& tables) {
+  std::vector<float> p;
+  auto add = [&](float v) {
+    for (const float w : {v, up(v), down(v), up(up(v)), down(down(v))})
+      if (std::fabs(w) <= 1.0f) p.push_back(w);
+  };
+  for (int i = 0; i < 15; ++i) add(nf4_threshold_cuda(i));
+  for (int i = 0; i < 7; ++i) add(bnb_fp4_threshold_cuda(i));
+  for (const auto& t : tables) {
+    std::vector<float> s = t;
+    std::sort(s.begin(), s.end());
+    const float m = std::max(std::fabs(s.front()), std::fabs(s.back()));
+    for (float& v : s) v /= m;
+    for (size_t i = 0; i < s.size(); ++i) {
+      add(s[i]);
+      if (i + 1 < s.size()) {
+        add((s[i] + s[i + 1]) / 2.0f);
+        add(static_cast<float>((static_cast<double>(s[i]) + s[i + 1]) / 2.0));
+      }
+    }
+  }
+  return p;
+}
+
+// rows x cols, blocks of g along the rows, each block of one kind.
+std::vector<float> hard_blocks(int64_t rows, int64_t cols, int64_t g, uint32_t seed, const std::vector<float>& probes) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto pick = [&](int64_t n) { return static_cast<int64_t>(rng() % static_cast<uint32_t>(n)); };
+  std::vector<float> x(static_cast<size_t>(rows * cols));
+  for (int64_t b = 0; b < rows * cols / g; ++b) {
+    float* xb = x.data() + b * g;
+    const int kind = static_cast<int>(rng() % 14);
+    const float scale = std::ldexp(1.0f, static_cast<int>(rng() % 41) - 20);
+    for (int64_t i = 0; i < g; ++i) {
+      const float sign = rng() % 2 ? -1.0f : 1.0f;
+      float v;
+      switch (kind) {
+        case 0: v = nd(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 250) - 130); break;  // one scale per element
+        case 1: v = sign * 0.0f; break;
+        case 2:
+        case 3: v = sign * probes[static_cast<size_t>(pick(static_cast<int64_t>(probes.size())))] * scale; break;
+        case 4: v = nd(rng); break;
+        case 5: v = nd(rng) * 1e38f; break;
+        case 6: v = sign * std::ldexp(static_cast<float>(rng() % 64), -149); break;  // subnormal
+        case 7: v = 0.75f * scale; break;                                            // constant block
+        case 8:
+          v = rng() % 4 ? sign * 0.0f : sign * probes[static_cast<size_t>(pick(static_cast<int64_t>(probes.size())))];
+          break;
+        default: v = nd(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 60) - 30); break;
+      }
+      xb[i] = v;
+    }
+    if (kind == 2 || kind == 3 || kind == 8)
+      xb[pick(g)] = (rng() % 2 ? -1.0f : 1.0f) * scale;  // absmax = scale exactly
+    if (kind == 4) xb[pick(g)] = nan;
+    if (kind == 5 && rng() % 2) xb[pick(g)] = rng() % 2 ? kInf : -kInf;
+    if (kind == 9 && rng() % 3 == 0) {
+      for (int64_t i = 0; i < g; ++i) xb[i] = nan;  // all NaN
+    }
+    if (kind == 10) {
+      // NaNs of several payloads and signs (torch keeps the first NaN, with its payload).
+      xb[pick(g)] = -nan;
+      xb[pick(g)] = f32_from_bits(0x7fc00000u | (rng() & 0x3fffffu));
+    }
+    if (kind == 11) xb[pick(g)] = rng() % 2 ? kInf : -kInf;
+  }
+  return x;
+}
+
+void expect_same_bits(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_EQ(f32_bits(a[i]), f32_bits(b[i])) << what << " element " << i << ": " << a[i] << " vs " << b[i];
+}
+
+void expect_same_packed(const PackedTensor& a, const PackedTensor& b, const std::string& what) {
+  EXPECT_EQ(a.spec, b.spec) << what;
+  EXPECT_EQ(a.shape, b.shape) << what;
+  EXPECT_EQ(a.code_bits, b.code_bits) << what;
+  ASSERT_EQ(a.sections.size(), b.sections.size()) << what;
+  for (size_t s = 0; s < a.sections.size(); ++s) {
+    const Section& sa = a.sections[s];
+    const Section& sb = b.sections[s];
+    EXPECT_EQ(sa.name, sb.name) << what;
+    EXPECT_EQ(sa.dtype, sb.dtype) << what << " " << sa.name;
+    EXPECT_EQ(sa.shape, sb.shape) << what << " " << sa.name;
+    ASSERT_EQ(sa.bytes.size(), sb.bytes.size()) << what << " " << sa.name;
+    for (size_t i = 0; i < sa.bytes.size(); ++i)
+      ASSERT_EQ(sa.bytes[i], sb.bytes[i]) << what << " section " << sa.name << " byte " << i;
+  }
+}
+
+// Every implementation of `spec` against the reference on x.
+void expect_impls_match_reference(const std::string& spec, const std::vector<float>& x, const Shape& shape) {
+  const auto ref = detail::make_codebook_format(spec, detail::CodebookImpl::Reference);
+  const PackedTensor pr = ref->encode(x, shape);
+  std::vector<float> yr(x.size()), dr(x.size());
+  ref->fake_quant(x, shape, yr);
+  ref->decode(pr, dr);
+  expect_same_bits(yr, dr, spec + " reference fake_quant vs decode");
+  for (const auto impl : {detail::CodebookImpl::Portable, detail::CodebookImpl::Native}) {
+    const std::string what = spec + (impl == detail::CodebookImpl::Portable ? " (portable)" : " (native)");
+    const auto f = detail::make_codebook_format(spec, impl);
+    const PackedTensor p = f->encode(x, shape);
+    expect_same_packed(pr, p, what);
+    std::vector<float> y(x.size()), d(x.size());
+    f->fake_quant(x, shape, y);
+    expect_same_bits(yr, y, what + " fake_quant");
+    f->decode(p, d);
+    expect_same_bits(dr, d, what + " decode");
+  }
+  std::vector<float> y(x.size());
+  make_format(spec)->fake_quant(x, shape, y);
+  expect_same_bits(yr, y, spec + " make_format fake_quant");
+}
+
+std::string values_spec(const std::vector<float>& v) {
+  std::string s = "codebook:values=";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "/" : "") + fmt::format("{}", v[i]);
+  return s;
+}
+
+// User tables: sizes 2 .. 256 (every kernel size), asymmetric ones, one whose max |v| is
+// negative, one with values one ulp apart (equal fp32 midpoints).
+std::vector<std::vector<float>> user_tables() {
+  std::vector<std::vector<float>> t = {
+      {0.0f, 1.0f},
+      {-1.0f, 0.0f, 1.0f},
+      {-1.0f, 0.0f, 0.5f, 1.0f},
+      {-3.0f, -1.0f, 0.0f, 0.7f, 2.0f},
+      {-2.0f, -1.0f, 0.0f, 0.5f},
+      {-1.0f, 0.5f, up(0.5f), up(up(0.5f)), up(up(up(0.5f))), 1.0f},
+      {-0.9f, -0.3f, -0.01f, 1e-30f, 2e-30f, 0.2f, 0.4f, 1.0f},
+      {-1.0f, -0.8f, -0.6f, -0.4f, -0.2f, -0.1f, 0.0f, 0.05f, 0.1f},
+  };
+  std::mt19937 rng(77);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const int n : {15, 16, 17, 32, 33, 64, 100, 256}) {
+    std::vector<float> v;
+    while (static_cast<int>(v.size()) < n) {
+      v.push_back(u(rng));
+      std::sort(v.begin(), v.end());
+      v.erase(std::unique(v.begin(), v.end()), v.end());
+    }
+    t.push_back(v);
+  }
+  return t;
+}
+
+}  // namespace
+
+TEST(CodebookFast, MatchesReferenceEveryFormatBackendAndOption) {
+  const auto users = user_tables();
+  std::vector<std::vector<float>> tables = users;
+  for (const auto value : {nf4_value, bnb_fp4_value, af4_value}) {
+    std::vector<float> t;
+    for (uint32_t c = 0; c < 16; ++c) t.push_back(value(c));
+    tables.push_back(t);
+  }
+  const std::vector<float> probes = probe_values(tables);
+  std::vector<std::string> names = {"nf4", "bnb_fp4", "af4"};
+  for (const auto& u : users) names.push_back(values_spec(u));
+  const int64_t cols = 6144;  // divisible by every block size below
+  uint32_t seed = 1;
+  for (const auto& name : names) {
+    for (const char* backend : {"", ":backend=torch"}) {
+      for (const int64_t g : {3, 64, 3072}) {
+        for (const char* dq : {"", ":dq"}) {
+          const std::string spec = name + ":g" + std::to_string(g) + backend + dq;
+          const auto x = hard_blocks(4, cols, g, seed++, probes);
+          expect_impls_match_reference(spec, x, {4, cols});
+        }
+      }
+    }
+  }
+}
+
+TEST(CodebookFast, MatchesReferenceBlockSizesOrdersAndParallelRuns) {
+  std::vector<std::vector<float>> tables;
+  for (const auto value : {nf4_value, bnb_fp4_value, af4_value}) {
+    std::vector<float> t;
+    for (uint32_t c = 0; c < 16; ++c) t.push_back(value(c));
+    tables.push_back(t);
+  }
+  const std::vector<float> probes = probe_values(tables);
+  const int64_t cols = 6144;
+  uint32_t seed = 100;
+  for (const char* name : {"nf4", "bnb_fp4", "af4"}) {
+    for (const char* backend : {":backend=cuda", ":backend=torch"}) {
+      for (const int64_t g : {1, 2, 5, 16, 32, 96, 128, 2048, 6144}) {
+        if (cols % g != 0) continue;
+        const std::string spec = std::string(name) + ":g" + std::to_string(g) + backend;
+        expect_impls_match_reference(spec, hard_blocks(2, cols, g, seed++, probes), {2, cols});
+      }
+      // Large enough for the parallel loops (more than 2^16 elements), hi nibble order, dq maps.
+      for (const char* opts : {"", ":order=hi", ":dq:dqmap=avx512", ":dq:dqmap=scalar:order=hi"}) {
+        const std::string spec = std::string(name) + backend + opts;
+        expect_impls_match_reference(spec, hard_blocks(16, cols, 64, seed++, probes), {16, cols});
+      }
+    }
+  }
+  // Odd element counts (a last byte with one code), 1-D and scalar shapes.
+  const std::pair<const char*, int64_t> odd[] = {
+      {"nf4:g3:order=hi", 3}, {"nf4:g3", 3}, {"bnb_fp4:g5:backend=torch", 5}, {"af4:g1:order=hi", 1}};
+  for (const auto& [spec, g] : odd) expect_impls_match_reference(spec, hard_blocks(1, 15, g, seed++, probes), {15});
+  expect_impls_match_reference("nf4:g1", {0.3f}, {});
+  // Double quantisation with a trailing partial block of 44 absmax values (2 vectors of 16 and
+  // a tail of 12), per backend.
+  for (const char* spec : {"nf4:dq", "nf4:dq:backend=torch", "bnb_fp4:dq:dqmap=scalar", "af4:dq:backend=torch"})
+    expect_impls_match_reference(spec, hard_blocks(300, 64, 64, seed++, probes), {300, 64});
+  // Gaussian data as the benchmarks use.
+  const auto x = randn(64 * 4096, 5, 2.0f);
+  for (const char* spec : {"nf4", "bnb_fp4", "af4", "nf4:backend=torch", "bnb_fp4:backend=torch", "nf4:dq"})
+    expect_impls_match_reference(spec, x, {64, 4096});
+}
+
+TEST(CodebookFast, DoubleQuantCodeChoicesMatchReferenceAtExactMidpoints) {
+  // Every map value, both midpoints (bnb's (a + b) * 0.5f and torch's (a + b) / 2, equal in
+  // fp32) and their neighbours, beyond +-1, zeros, NaN and Inf; scaled by exact powers of two.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const auto build : {DynamicMapBuild::Avx2, DynamicMapBuild::Avx512, DynamicMapBuild::Scalar}) {
+    const auto map = create_dynamic_map(true, 7, 8, build);
+    std::vector<float> bounds;
+    for (int i = 0; i + 1 < 256; ++i) bounds.push_back((map[i] + map[i + 1]) / 2.0f);
+    std::vector<float> v = {0.0f, -0.0f, nan, -nan, kInf, -kInf, 1.5f, -1.5f, 1e-30f, -1e-30f};
+    for (int i = 0; i < 256; ++i)
+      for (const float m : {map[i], i < 255 ? (map[i] + map[i + 1]) * 0.5f : map[i]})
+        for (const float w : {m, up(m), down(m)}) v.push_back(w);
+    for (const float scale : {1.0f, 4.0f, 0.25f}) {
+      std::vector<float> vs(v.size());
+      for (size_t i = 0; i < v.size(); ++i) vs[i] = v[i] * scale;  // exact
+      const float recip = 1.0f / scale;
+      for (const bool simd : {false, true}) {
+        std::vector<uint32_t> q(vs.size());
+        detail::dynamic8_codes(map.data(), vs.data(), recip, static_cast<int64_t>(vs.size()), q.data(), simd);
+        for (size_t i = 0; i < vs.size(); ++i)
+          ASSERT_EQ(q[i], bnb_dynamic8_code(map.data(), vs[i] * recip)) << vs[i] << " simd " << simd;
+        for (const bool partial : {false, true}) {
+          detail::dynamic8_bucketize_codes(bounds.data(), vs.data(), scale, recip, partial,
+                                           static_cast<int64_t>(vs.size()), q.data(), simd);
+          for (size_t i = 0; i < vs.size(); ++i) {
+            float x = partial ? vs[i] / scale : vs[i] * recip;
+            x = x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);
+            int lo = 0, hi = 255;  // ATen's search: the first bound >= x, NaN past the end
+            while (lo < hi) {
+              const int mid = lo + (hi - lo) / 2;
+              if (!(bounds[mid] >= x)) lo = mid + 1;
+              else hi = mid;
+            }
+            ASSERT_EQ(q[i], static_cast<uint32_t>(lo)) << vs[i] << " simd " << simd << " partial " << partial;
+          }
+        }
+      }
+    }
   }
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 
 #include "formats/error.hpp"
 #include "formats/lzs.hpp"
@@ -16,6 +17,7 @@ using namespace lowbit;
 namespace {
 
 bool same_bits(float a, float b) { return f32_bits(a) == f32_bits(b); }
+float up(float x) { return std::nextafter(x, std::numeric_limits<float>::infinity()); }
 
 std::vector<float> fq(const std::string& spec, const std::vector<float>& x, const Shape& shape) {
   const auto f = make_format(spec);
@@ -343,4 +345,148 @@ TEST(Lzs, ShapesAndSpecErrors) {
   std::vector<float> out(4);
   EXPECT_THROW(f->decode(p, out), Error);
   EXPECT_THROW(lzs_flag_histogram(p), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast paths (vectorisable loops and SIMD kernels) against the scalar reference, bit for
+// bit: packed sections (codes, flags, s8), fake_quant values and decoded values.
+
+namespace {
+
+// rows x cols, each row of one kind: wide dynamic range, exact int8 ties (x / s8 = k + 1/2 and
+// its neighbours), zeros of both signs first (the minmax statistics keep the first of equal
+// values), one-signed rows, constant rows, subnormals, huge values, NaN / Inf rows (with
+// `specials`).
+std::vector<float> hard_rows(int64_t rows, int64_t cols, uint32_t seed, bool specials) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto pick = [&](int64_t n) { return static_cast<int64_t>(rng() % static_cast<uint32_t>(n)); };
+  std::vector<float> x(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    float* xr = x.data() + r * cols;
+    const int kind = static_cast<int>(rng() % (specials ? 14 : 10));
+    for (int64_t j = 0; j < cols; ++j) {
+      const float sign = rng() % 2 ? -1.0f : 1.0f;
+      float v;
+      switch (kind) {
+        case 0: v = nd(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 40) - 20); break;
+        case 1: {  // s8 = 1 under both calibrations: amax 128 / range 255
+          const float t =
+              static_cast<float>(static_cast<int>(rng() % 255) - 127) + 0.5f * static_cast<float>(rng() % 2);
+          v = rng() % 3 == 0 ? (rng() % 2 ? up(t) : std::nextafter(t, -inf)) : t;
+          break;
+        }
+        case 2: v = rng() % 3 ? sign * 0.0f : std::fabs(nd(rng)); break;   // >= 0, zeros of both signs
+        case 3: v = rng() % 3 ? sign * 0.0f : -std::fabs(nd(rng)); break;  // <= 0
+        case 4: v = 2.5f; break;
+        case 5: v = sign * std::ldexp(static_cast<float>(rng() % 1000), -149); break;
+        case 6: v = nd(rng) * 3e38f; break;
+        case 7: v = sign * 0.0f; break;
+        default: v = nd(rng) * (rng() % 20 == 0 ? 40.0f : 1.0f); break;
+      }
+      xr[j] = v;
+    }
+    if (kind == 1) {
+      xr[pick(cols)] = 128.0f;
+      if (cols > 1) xr[pick(cols)] = -127.0f;
+    }
+    if (kind == 2 || kind == 3) xr[0] = rng() % 2 ? -0.0f : 0.0f;
+    if (kind == 10) xr[pick(cols)] = nan;
+    if (kind == 11) xr[pick(cols)] = rng() % 2 ? inf : -inf;
+    if (kind == 12) {
+      xr[pick(cols)] = -nan;
+      xr[pick(cols)] = f32_from_bits(0x7fc00000u | (rng() & 0x3fffffu));
+    }
+    if (kind == 13) xr[pick(cols)] = f32_from_bits(0xffc00000u | (rng() & 0x3fffffu));
+  }
+  return x;
+}
+
+void expect_same_bits(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_EQ(f32_bits(a[i]), f32_bits(b[i])) << what << " element " << i << ": " << a[i] << " vs " << b[i];
+}
+
+void expect_same_packed(const PackedTensor& a, const PackedTensor& b, const std::string& what) {
+  EXPECT_EQ(a.spec, b.spec) << what;
+  EXPECT_EQ(a.shape, b.shape) << what;
+  EXPECT_EQ(a.code_bits, b.code_bits) << what;
+  ASSERT_EQ(a.sections.size(), b.sections.size()) << what;
+  for (size_t s = 0; s < a.sections.size(); ++s) {
+    const Section& sa = a.sections[s];
+    const Section& sb = b.sections[s];
+    EXPECT_EQ(sa.name, sb.name) << what;
+    EXPECT_EQ(sa.dtype, sb.dtype) << what << " " << sa.name;
+    EXPECT_EQ(sa.shape, sb.shape) << what << " " << sa.name;
+    ASSERT_EQ(sa.bytes.size(), sb.bytes.size()) << what << " " << sa.name;
+    for (size_t i = 0; i < sa.bytes.size(); ++i)
+      ASSERT_EQ(sa.bytes[i], sb.bytes[i]) << what << " section " << sa.name << " byte " << i;
+  }
+}
+
+void expect_impls_match_reference(const std::string& spec, const std::vector<float>& x, const Shape& shape) {
+  const auto ref = detail::make_lzs_format(spec, detail::LzsImpl::Reference);
+  const PackedTensor pr = ref->encode(x, shape);
+  std::vector<float> yr(x.size()), dr(x.size());
+  ref->fake_quant(x, shape, yr);
+  ref->decode(pr, dr);
+  expect_same_bits(yr, dr, spec + " reference fake_quant vs decode");
+  for (const auto impl : {detail::LzsImpl::Portable, detail::LzsImpl::Native}) {
+    const std::string what = spec + (impl == detail::LzsImpl::Portable ? " (portable)" : " (native)");
+    const auto f = detail::make_lzs_format(spec, impl);
+    const PackedTensor p = f->encode(x, shape);
+    expect_same_packed(pr, p, what);
+    std::vector<float> y(x.size()), d(x.size());
+    f->fake_quant(x, shape, y);
+    expect_same_bits(yr, y, what + " fake_quant");
+    f->decode(p, d);
+    expect_same_bits(dr, d, what + " decode");
+  }
+  std::vector<float> y(x.size());
+  make_format(spec)->fake_quant(x, shape, y);
+  expect_same_bits(yr, y, spec + " make_format fake_quant");
+}
+
+}  // namespace
+
+TEST(LzsFast, MatchesReferenceEveryOption) {
+  const int64_t cols = 1536;  // divisible by every group size below
+  uint32_t seed = 1;
+  for (const int64_t g : {1, 3, 8, 16, 32, 48, 64, 128, 512, 1536}) {
+    for (const char* s8 : {"", ":s8=token"}) {
+      for (const char* calib : {"", ":calib=minmax"}) {
+        for (const char* round : {"", ":round=rne"}) {
+          const std::string spec = "lzs4:g" + std::to_string(g) + s8 + calib + round;
+          // Per tensor, one NaN / Inf anywhere makes every value NaN: special rows only per token
+          // and in their own tensors.
+          expect_impls_match_reference(spec, hard_rows(24, cols, seed++, false), {24, cols});
+          expect_impls_match_reference(spec, hard_rows(24, cols, seed++, true), {24, cols});
+        }
+      }
+    }
+  }
+}
+
+TEST(LzsFast, MatchesReferenceShapesAndParallelRuns) {
+  uint32_t seed = 500;
+  for (const char* spec : {"lzs4", "lzs4:round=rne", "lzs4:s8=token", "lzs4:calib=minmax:s8=token:round=rne",
+                           "lzs4:g32:calib=minmax", "lzs4:g64:s8=token"}) {
+    // Above 2^16 elements (parallel loops), 1-D, short rows, odd group counts.
+    expect_impls_match_reference(spec, hard_rows(48, 2048, seed++, false), {48, 2048});
+    expect_impls_match_reference(spec, hard_rows(48, 2048, seed++, true), {48, 2048});
+    expect_impls_match_reference(spec, hard_rows(1, 4096, seed++, false), {4096});
+    expect_impls_match_reference(spec, hard_rows(100, 192, seed++, true), {10, 10, 192});
+  }
+  for (const char* spec : {"lzs4:g1", "lzs4:g3:s8=token", "lzs4:g5:calib=minmax:round=rne"}) {
+    expect_impls_match_reference(spec, hard_rows(7, 15, seed++, true), {7, 15});
+    expect_impls_match_reference(spec, hard_rows(1, 15, seed++, false), {15});
+  }
+  expect_impls_match_reference("lzs4:g1", {0.3f}, {});
+  // The benchmarks' kind of data.
+  const auto x = outlier_data(64 * 4096, 21);
+  for (const char* spec : {"lzs4", "lzs4:round=rne", "lzs4:s8=token", "lzs4:calib=minmax", "lzs4:g128"})
+    expect_impls_match_reference(spec, x, {64, 4096});
 }
