@@ -55,20 +55,13 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#if defined(__AVX512F__)
-// GCC 12 warns (-Wmaybe-uninitialized) inside the AVX-512 intrinsics that start from
-// _mm512_undefined_*(); the warnings are located in the header, so silence them there.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
 #include <limits>
 #include <numeric>
 #include <sstream>
 #include <utility>
 
 #include "formats/error.hpp"
+#include "formats/simd.hpp"
 #include "formats/factories.hpp"
 #include "formats/spec.hpp"
 #include "formats/tensor_format.hpp"
@@ -815,12 +808,7 @@ class CodebookFormat final : public TensorFormat {
     return {max_abs * std::numeric_limits<float>::max(), min_pos * std::numeric_limits<float>::denorm_min()};
   }
 
-  void check_shape(const Shape& shape) const override {
-    const int64_t cols = shape.empty() ? 1 : shape.back();
-    if (cols % block_ != 0)
-      throw Error(fmt::format("{}: last dimension {} of shape {} is not divisible by the block size {}", spec_, cols,
-                              shape_str(shape), block_));
-  }
+  void check_shape(const Shape& shape) const override { check_groups_divide(spec_, shape, block_, "block"); }
 
   PackedTensor encode(std::span<const float> x, const Shape& shape) const override {
     check_input(x, shape);

@@ -99,15 +99,7 @@ class ElementFormat final : public TensorFormat {
   }
 
   void check_shape(const Shape& shape) const override {
-    if (gran_ != Granularity::Group) return;
-    const int64_t cols = shape.empty() ? 1 : shape.back();
-    if (cols % group_ != 0) {
-      std::vector<int64_t> divisors;
-      for (int64_t d = 1; d <= cols && divisors.size() < 8; ++d)
-        if (cols % d == 0) divisors.push_back(d);
-      throw Error(fmt::format("{}: last dimension {} of shape {} does not divide into groups of {} (divisors: {}...)",
-                              spec_, cols, shape_str(shape), group_, fmt::join(divisors, ", ")));
-    }
+    if (gran_ == Granularity::Group) check_groups_divide(spec_, shape, group_, "group");
   }
 
   PackedTensor encode(std::span<const float> x, const Shape& shape) const override {

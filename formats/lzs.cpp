@@ -35,16 +35,9 @@
 #include <cmath>
 #include <limits>
 #include <memory>
-#if defined(__AVX512F__)
-// GCC 12 warns (-Wmaybe-uninitialized) inside the AVX-512 intrinsics that start from
-// _mm512_undefined_*(); the warnings are located in the header, so silence them there.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
 
 #include "formats/error.hpp"
+#include "formats/simd.hpp"
 #include "formats/factories.hpp"
 #include "formats/spec.hpp"
 #include "formats/tensor_format.hpp"
@@ -313,12 +306,7 @@ class LzsFormat final : public TensorFormat {
     return {112.0 * std::numeric_limits<float>::max(), static_cast<double>(std::numeric_limits<float>::denorm_min())};
   }
 
-  void check_shape(const Shape& shape) const override {
-    const int64_t cols = shape.empty() ? 1 : shape.back();
-    if (cols % group_ != 0)
-      throw Error(fmt::format("{}: last dimension {} of shape {} is not divisible by the group size {}", spec_, cols,
-                              shape_str(shape), group_));
-  }
+  void check_shape(const Shape& shape) const override { check_groups_divide(spec_, shape, group_, "group"); }
 
   PackedTensor encode(std::span<const float> x, const Shape& shape) const override {
     check_input(x, shape);

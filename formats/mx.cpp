@@ -309,10 +309,7 @@ class MxFormat final : public TensorFormat {
   }
 
   void check_shape(const Shape& shape) const override {
-    const int64_t cols = shape.empty() ? 1 : shape.back();
-    if (cols % kMxBlock != 0)
-      throw Error(fmt::format("{}: last dimension {} of shape {} is not divisible by the MX block size {}", spec(),
-                              cols, shape_str(shape), kMxBlock));
+    check_groups_divide(spec(), shape, kMxBlock, "MX block");
   }
 
   PackedTensor encode(std::span<const float> x, const Shape& shape) const override {

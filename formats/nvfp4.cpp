@@ -320,10 +320,7 @@ class Nvfp4Format final : public TensorFormat {
   }
 
   void check_shape(const Shape& shape) const override {
-    const int64_t cols = shape.empty() ? 1 : shape.back();
-    if (cols % kNvfp4Block != 0)
-      throw Error(fmt::format("{}: last dimension {} of shape {} is not divisible by the NVFP4 block size {}", spec(),
-                              cols, shape_str(shape), kNvfp4Block));
+    check_groups_divide(spec(), shape, kNvfp4Block, "NVFP4 block");
   }
 
   PackedTensor encode(std::span<const float> x, const Shape& shape) const override {

@@ -32,6 +32,18 @@ RowView row_view(const Shape& shape) {
   return {cols == 0 ? 0 : n / cols, cols};
 }
 
+void check_groups_divide(std::string_view spec, const Shape& shape, int64_t group, std::string_view what) {
+  const int64_t cols = shape.empty() ? 1 : shape.back();
+  if (group > 0 && cols % group == 0) return;
+  std::vector<int64_t> divisors;
+  for (int64_t d = 1; d <= cols && divisors.size() < 8; ++d)
+    if (cols % d == 0) divisors.push_back(d);
+  throw Error(fmt::format("{}: last dimension {} of shape {} is not divisible by the {} size {} (it must divide the "
+                          "last axis; divisors of {}: {}{})",
+                          spec, cols, shape_str(shape), what, group, cols, fmt::join(divisors, ", "),
+                          divisors.size() == 8 ? ", ..." : ""));
+}
+
 const Section* PackedTensor::find(std::string_view name) const {
   for (const auto& s : sections)
     if (s.name == name) return &s;

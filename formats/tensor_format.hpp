@@ -79,6 +79,11 @@ class TensorFormat {
   void check_packed(const PackedTensor& p, std::span<float> out) const;
 };
 
+// Throws lowbit::Error unless the last dimension of `shape` divides into groups of `group`;
+// the message names the format, the shape, the kind of group ("group", "MX block", ...) and
+// the divisors that would work.
+void check_groups_divide(std::string_view spec, const Shape& shape, int64_t group, std::string_view what);
+
 // Rows x columns view of a tensor whose groups run along the last axis.
 struct RowView {
   int64_t rows = 0;

@@ -312,7 +312,9 @@ TEST(ElementFormat, SmallGroupRowKernelMatchesPerGroupPath) {
     const PackedTensor pw = f->encode(x, wide), pn = f->encode(x, narrow);
     EXPECT_EQ(pw.at("codes").bytes, pn.at("codes").bytes) << s;
     EXPECT_EQ(pw.at("scales").bytes, pn.at("scales").bytes) << s;
-    if (pw.find("zero_points")) EXPECT_EQ(pw.at("zero_points").bytes, pn.at("zero_points").bytes) << s;
+    if (pw.find("zero_points")) {
+      EXPECT_EQ(pw.at("zero_points").bytes, pn.at("zero_points").bytes) << s;
+    }
     std::vector<float> yw(x.size()), yn(x.size());
     f->fake_quant(x, wide, yw);
     f->fake_quant(x, narrow, yn);
