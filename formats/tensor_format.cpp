@@ -76,11 +76,23 @@ void pack_codes(std::span<const uint32_t> codes, int code_bits, std::span<uint8_
   if (static_cast<int64_t>(out.size()) != packed_bytes(n, code_bits))
     throw Error("pack_codes: output size does not match the code count");
   const uint32_t mask = code_bits == 32 ? 0xffffffffu : (1u << code_bits) - 1;
-  if (sb >= 8) {
+  const uint32_t* __restrict c = codes.data();
+  uint8_t* __restrict o = out.data();
+  // The common widths get loops that vectorise.
+  if (sb == 8) {
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<uint8_t>(c[i] & mask);
+    return;
+  }
+  if (sb == 4) {
+    for (int64_t i = 0; i < n / 2; ++i) o[i] = static_cast<uint8_t>((c[2 * i] & mask) | ((c[2 * i + 1] & mask) << 4));
+    if (n % 2) o[n / 2] = static_cast<uint8_t>(c[n - 1] & mask);
+    return;
+  }
+  if (sb > 8) {
     const int nb = sb / 8;
     for (int64_t i = 0; i < n; ++i) {
-      const uint32_t c = codes[i] & mask;
-      for (int b = 0; b < nb; ++b) out[i * nb + b] = static_cast<uint8_t>(c >> (8 * b));
+      const uint32_t v = c[i] & mask;
+      for (int b = 0; b < nb; ++b) o[i * nb + b] = static_cast<uint8_t>(v >> (8 * b));
     }
     return;
   }

@@ -352,3 +352,28 @@ TEST(ElementFormat, GroupedIntMatchesScalarDefinition) {
     }
   }
 }
+
+TEST(Packing, RoundTripEveryWidthAndOddLengths) {
+  std::mt19937 g(5);
+  for (int bits = 1; bits <= 32; ++bits) {
+    for (const size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{7}, size_t{33}, size_t{1001}}) {
+      std::vector<uint32_t> codes(n);
+      for (auto& c : codes) c = bits == 32 ? g() : g() & ((1u << bits) - 1);
+      std::vector<uint8_t> bytes(static_cast<size_t>(packed_bytes(static_cast<int64_t>(n), bits)));
+      pack_codes(codes, bits, bytes);
+      std::vector<uint32_t> back(n);
+      unpack_codes(bytes, bits, back);
+      ASSERT_EQ(back, codes) << bits << " bits, n = " << n;
+    }
+  }
+  // 4-bit: element 0 in the low nibble; an odd tail fills the low nibble of the last byte.
+  std::vector<uint8_t> b(2);
+  pack_codes(std::vector<uint32_t>{0x1, 0x2, 0x3}, 4, b);
+  EXPECT_EQ(b, (std::vector<uint8_t>{0x21, 0x03}));
+  // 2-bit: four per byte, LSB first. 6-bit: one per byte.
+  std::vector<uint8_t> b2(1), b6(2);
+  pack_codes(std::vector<uint32_t>{1, 2, 3, 0}, 2, b2);
+  EXPECT_EQ(b2[0], 0x39);
+  pack_codes(std::vector<uint32_t>{0x3f, 0x15}, 6, b6);
+  EXPECT_EQ(b6, (std::vector<uint8_t>{0x3f, 0x15}));
+}
