@@ -337,6 +337,13 @@ class ElementFormat final : public TensorFormat {
 
   bool fast_path() const { return pol_.round == Round::NearestEven && pol_.nan == NanMode::Cuda; }
 
+  // Per-thread scratch for the random bits of one segment.
+  static uint32_t* sr_buffer(int64_t n) {
+    thread_local std::vector<uint32_t> buf;
+    if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+    return buf.data();
+  }
+
   // One row of run_small_groups: s[i], z[i] are the element's scale and zero point.
   void small_group_row(const FastRne& kk, const float* __restrict xr, const float* __restrict s,
                        const float* __restrict z, int64_t cols, bool mul, int32_t qlo, int32_t qhi, uint32_t mask,
@@ -538,6 +545,25 @@ class ElementFormat final : public TensorFormat {
       }
       return;
     }
+    if (sr && pol.nan == NanMode::Cuda && fast_rne_supported(codec.f)) {
+      // Vectorised stochastic rounding (FastRne::value_sr / code_sr, same rule as encode_float).
+      const FastRne k = FastRne::make(codec.f, pol.overflow);
+      uint32_t* rb = sr_buffer(i1 - i0);
+      sr_bits_fill(pol.seed, static_cast<uint64_t>(i0), i1 - i0, rb);
+      const float* __restrict xs = x + i0;
+      const float sc = gs ? s : 1.0f;
+      const float in = gs ? inv : 1.0f;
+      const bool div = gs && !mul;
+      if (vals) {
+        float* __restrict v = vals + i0;
+        for (int64_t j = 0; j < i1 - i0; ++j) v[j] = k.value_sr(div ? xs[j] / sc : xs[j] * in, rb[j]) * sc;
+      }
+      if (codes) {
+        uint32_t* __restrict c = codes + i0;
+        for (int64_t j = 0; j < i1 - i0; ++j) c[j] = k.code_sr(div ? xs[j] / sc : xs[j] * in, rb[j]);
+      }
+      return;
+    }
     for (int64_t i = i0; i < i1; ++i) slow(i, !gs ? x[i] : (mul ? x[i] * inv : x[i] / s), s);
   }
 
@@ -592,6 +618,28 @@ class ElementFormat final : public TensorFormat {
         t = t < lo ? lo : (t > hi ? hi : t);
         const float q = (t + magic) - magic;
         if (vals) vals[i] = scaled ? s * q : q;
+        if (codes) codes[i] = static_cast<uint32_t>(static_cast<int32_t>(q) + zp) & mask;
+      }
+      return;
+    }
+    if (sr) {
+      // Vectorised stochastic rounding: clamp to the integer range (bounds are integers, so
+      // clamping first is the same), then |t| rounds up iff rbits < floor(frac(|t|) * 2^32).
+      uint32_t* rb = sr_buffer(i1 - i0);
+      sr_bits_fill(pol.seed, static_cast<uint64_t>(i0), i1 - i0, rb);
+      const int32_t zp = gs && asym_ ? gs->zp : 0;
+      const float lo = static_cast<float>(qlo - zp), hi = static_cast<float>(qhi - zp);
+      const bool scaled = gs != nullptr, mul = op_mul_;
+      for (int64_t i = i0; i < i1; ++i) {
+        float t = !scaled ? x[i] : (mul ? x[i] * inv : x[i] / s);
+        t = t != t ? 0.0f : t;
+        t = t < lo ? lo : (t > hi ? hi : t);
+        const float a = std::abs(t);
+        const uint32_t u = static_cast<uint32_t>(a);
+        const uint32_t frac32 = static_cast<uint32_t>((a - static_cast<float>(u)) * 4294967296.0f);
+        const float qa = static_cast<float>(u + (rb[i - i0] < frac32 ? 1u : 0u));
+        const float q = t < 0.0f ? -qa : qa;
+        if (vals) vals[i] = scaled ? s * (q + 0.0f) : q + 0.0f;  // integers have no -0
         if (codes) codes[i] = static_cast<uint32_t>(static_cast<int32_t>(q) + zp) & mask;
       }
       return;

@@ -33,10 +33,13 @@ struct FastRne {
   uint32_t exp_adjust = 0;   // ((127 - bias) << mbits)
   float sub_to_code_a = 0, sub_to_code_b = 0;  // 2^(mbits - emin), split in two exact factors
   uint32_t max_code = 0, over_code = 0, nan_code = 0, sign_code = 0;
+  int32_t mbits = 0, emin = 0;  // for stochastic rounding
 
   LOWBIT_HD static FastRne make(const FloatFormat& f, Overflow overflow) {
     FastRne k;
     k.d = 23u - static_cast<uint32_t>(f.mbits);
+    k.mbits = f.mbits;
+    k.emin = f.emin();
     k.min_normal = static_cast<uint32_t>(f.emin() + 127) << 23;
     k.magic = exp2i(f.emin() - f.mbits + 23);
     k.max_val = float_max(f);
@@ -78,6 +81,37 @@ struct FastRne {
     r |= s;
     r = a > 0x7f800000u ? nan_bits : r;
     return f32_from_bits(r);
+  }
+
+  // Stochastic rounding of x to a value of the format, before overflow handling, as fp32:
+  // with E = max(floor(log2|x|), emin), v = |x| * 2^(mbits - E) in [0, 2^(mbits+1)) is exact,
+  // and rounding v up iff rbits < floor(frac(v) * 2^32) is round_shifted()'s Stochastic rule.
+  // Finite x only; value_sr/code_sr wrap it with the NaN / Inf / overflow selects.
+  LOWBIT_HD_HOT float sr_abs(uint32_t a, uint32_t rbits) const {
+    const int32_t ef = static_cast<int32_t>(a >> 23) - 127;
+    const int32_t e = ef > emin ? ef : emin;
+    const int32_t k = mbits - e;  // |k| <= 150: two exact power-of-two factors
+    const int32_t k1 = k >> 1, k2 = k - k1;
+    const float v = (f32_from_bits(a) * f32_from_bits(static_cast<uint32_t>(k1 + 127) << 23)) *
+                    f32_from_bits(static_cast<uint32_t>(k2 + 127) << 23);
+    const uint32_t u = static_cast<uint32_t>(v);
+    const uint32_t frac32 = static_cast<uint32_t>((v - static_cast<float>(u)) * 4294967296.0f);
+    const float q = static_cast<float>(u + (rbits < frac32 ? 1u : 0u));
+    return (q * f32_from_bits(static_cast<uint32_t>(127 - k1) << 23)) * f32_from_bits(static_cast<uint32_t>(127 - k2) << 23);
+  }
+
+  // decode(encode(x)) and encode(x) under Round::Stochastic with the given random bits.
+  LOWBIT_HD_HOT float value_sr(float x, uint32_t rbits) const {
+    const uint32_t u = f32_bits(x);
+    const uint32_t a = u & 0x7fffffffu;
+    const float r = f32_from_bits(f32_bits(sr_abs(a, rbits)) | (u & 0x80000000u));
+    return value(a >= 0x7f800000u ? x : r);  // r is representable: RNE only applies overflow
+  }
+  LOWBIT_HD_HOT uint32_t code_sr(float x, uint32_t rbits) const {
+    const uint32_t u = f32_bits(x);
+    const uint32_t a = u & 0x7fffffffu;
+    const float r = f32_from_bits(f32_bits(sr_abs(a, rbits)) | (u & 0x80000000u));
+    return code(a >= 0x7f800000u ? x : r);
   }
 
   // encode(x) as a code.

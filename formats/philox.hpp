@@ -45,4 +45,37 @@ LOWBIT_HD uint32_t sr_bits(uint64_t seed, uint64_t index) {
   return out[index & 3];
 }
 
+// sr_bits(seed, first + j) for j in [0, n), written to out; whole counter blocks are generated
+// in a loop the compiler vectorises.
+inline void sr_bits_fill(uint64_t seed, uint64_t first, int64_t n, uint32_t* out) {
+  int64_t j = 0;
+  for (; j < n && ((first + j) & 3) != 0; ++j) out[j] = sr_bits(seed, first + j);
+  const int64_t blocks = (n - j) / 4;
+  const uint64_t b0 = (first + j) >> 2;
+  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  uint32_t* __restrict o = out + j;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint64_t blk = b0 + static_cast<uint64_t>(b);
+    uint32_t c0 = static_cast<uint32_t>(blk), c1 = static_cast<uint32_t>(blk >> 32), c2 = 0, c3 = 0;
+    uint32_t key0 = k0, key1 = k1;
+    for (int round = 0; round < 10; ++round) {
+      const uint64_t p0 = static_cast<uint64_t>(Philox4x32::kM0) * c0;
+      const uint64_t p1 = static_cast<uint64_t>(Philox4x32::kM1) * c2;
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ key0;
+      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ key1;
+      c1 = static_cast<uint32_t>(p1);
+      c3 = static_cast<uint32_t>(p0);
+      c0 = n0;
+      c2 = n2;
+      key0 += Philox4x32::kW0;
+      key1 += Philox4x32::kW1;
+    }
+    o[4 * b] = c0;
+    o[4 * b + 1] = c1;
+    o[4 * b + 2] = c2;
+    o[4 * b + 3] = c3;
+  }
+  for (j += 4 * blocks; j < n; ++j) out[j] = sr_bits(seed, first + j);
+}
+
 }  // namespace lowbit
