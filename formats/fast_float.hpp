@@ -94,9 +94,11 @@ struct FastRne {
     const int32_t k1 = k >> 1, k2 = k - k1;
     const float v = (f32_from_bits(a) * f32_from_bits(static_cast<uint32_t>(k1 + 127) << 23)) *
                     f32_from_bits(static_cast<uint32_t>(k2 + 127) << 23);
-    const uint32_t u = static_cast<uint32_t>(v);
-    const uint32_t frac32 = static_cast<uint32_t>((v - static_cast<float>(u)) * 4294967296.0f);
-    const float q = static_cast<float>(u + (rbits < frac32 ? 1u : 0u));
+    // v < 2^24 and frac(v) * 2^32 < 2^32: signed conversions suffice (and vectorise).
+    const int32_t u = static_cast<int32_t>(v);
+    const uint32_t frac32 =
+        static_cast<uint32_t>(static_cast<int64_t>((v - static_cast<float>(u)) * 4294967296.0f));
+    const float q = static_cast<float>(u + (rbits < frac32 ? 1 : 0));
     return (q * f32_from_bits(static_cast<uint32_t>(127 - k1) << 23)) * f32_from_bits(static_cast<uint32_t>(127 - k2) << 23);
   }
 
@@ -104,14 +106,20 @@ struct FastRne {
   LOWBIT_HD_HOT float value_sr(float x, uint32_t rbits) const {
     const uint32_t u = f32_bits(x);
     const uint32_t a = u & 0x7fffffffu;
-    const float r = f32_from_bits(f32_bits(sr_abs(a, rbits)) | (u & 0x80000000u));
-    return value(a >= 0x7f800000u ? x : r);  // r is representable: RNE only applies overflow
+    const bool finite = a < 0x7f800000u;
+    // Keep the float-to-int conversions in sr_abs defined for every lane (NaN/Inf -> 0).
+    const uint32_t r = f32_bits(sr_abs(finite ? a : 0u, rbits)) | (u & 0x80000000u);
+    const uint32_t m = 0u - static_cast<uint32_t>(finite);  // all ones for finite x
+    return value(f32_from_bits((r & m) | (u & ~m)));
   }
   LOWBIT_HD_HOT uint32_t code_sr(float x, uint32_t rbits) const {
     const uint32_t u = f32_bits(x);
     const uint32_t a = u & 0x7fffffffu;
-    const float r = f32_from_bits(f32_bits(sr_abs(a, rbits)) | (u & 0x80000000u));
-    return code(a >= 0x7f800000u ? x : r);
+    const bool finite = a < 0x7f800000u;
+    // Keep the float-to-int conversions in sr_abs defined for every lane (NaN/Inf -> 0).
+    const uint32_t r = f32_bits(sr_abs(finite ? a : 0u, rbits)) | (u & 0x80000000u);
+    const uint32_t m = 0u - static_cast<uint32_t>(finite);  // all ones for finite x
+    return code(f32_from_bits((r & m) | (u & ~m)));
   }
 
   // encode(x) as a code.
