@@ -13,6 +13,7 @@
 
 #include "formats/error.hpp"
 #include "formats/registry.hpp"
+#include "sim/axis.hpp"
 #include "sim/metrics.hpp"
 #include "sim/npy.hpp"
 #include "sim/packed_io.hpp"
@@ -132,16 +133,17 @@ void write_tensor(const std::string& path, Tensor t) {
 }
 
 int cmd_quantize(const std::string& spec, const std::string& in, const std::string& out, const std::string& codes_path,
-                 const std::string& scales_path, const std::string& packed_path) {
+                 const std::string& scales_path, const std::string& packed_path, int axis) {
   const auto f = make_format(spec);
   const Tensor t = load_one(in);
-  const std::vector<float> x = to_f32(t);
-  const PackedTensor p = f->encode(x, t.shape);
+  const AxisMove am = axis_move(t.shape, axis);
+  const std::vector<float> x = move_axis(am, to_f32(t), false);
+  const PackedTensor p = f->encode(x, am.moved);
   std::vector<float> y(x.size());
   f->decode(p, y);
-  if (!out.empty()) write_tensor(out, tensor_from_f32(t.shape, y, t.name));
+  if (!out.empty()) write_tensor(out, tensor_from_f32(t.shape, move_axis(am, y, true), t.name));
   if (!codes_path.empty()) {
-    const std::vector<uint32_t> codes = element_codes(p);
+    const std::vector<uint32_t> codes = move_axis(am, f->unpacked_codes(p), true);
     const int bits = p.code_bits <= 8 ? 8 : (p.code_bits <= 16 ? 16 : 32);
     Section proto{"codes", bits == 8 ? "u8" : (bits == 16 ? "u16" : "u32"), {}, {}};
     write_tensor(codes_path, u_tensor(proto, t.shape, codes));
@@ -175,14 +177,17 @@ int cmd_dequantize(const std::string& packed_path, const std::string& out) {
   return 0;
 }
 
-int cmd_error(const std::string& specs, const std::string& in, bool json) {
+int cmd_error(const std::string& specs, const std::string& in, bool json, int axis) {
   const std::vector<std::string> list = split_specs(specs);
   std::vector<std::unique_ptr<TensorFormat>> formats;
   for (const auto& s : list) formats.push_back(make_format(s));  // bad specs fail before any work
   const std::vector<Tensor> tensors = load_tensors(in);
   nlohmann::json rows = nlohmann::json::array();
   for (const Tensor& t : tensors) {
-    const std::vector<float> x = to_f32(t);
+    // The error metrics do not depend on element order: quantise along --axis, compare as is.
+    const AxisMove am = axis_move(t.shape, axis);
+    const std::vector<float> x = move_axis(am, to_f32(t), false);
+    const Shape& shape = am.moved;
     if (x.empty()) throw Error(fmt::format("{}{}: empty tensor", in, t.name.empty() ? "" : ":" + t.name));
     const std::string label = t.name.empty() ? in : t.name;
     if (!json) {
@@ -194,9 +199,9 @@ int cmd_error(const std::string& specs, const std::string& in, bool json) {
     for (const auto& f : formats) {
       nlohmann::json r{{"tensor", label}, {"shape", t.shape}, {"format", f->spec()}};
       try {
-        f->fake_quant(x, t.shape, y);
+        f->fake_quant(x, shape, y);
         const ErrorMetrics m = error_metrics(x, y);
-        const double bits = f->bits_per_element(t.shape);
+        const double bits = f->bits_per_element(shape);
         r.update({{"bits_per_element", bits}, {"mse", m.mse}, {"rel_mse", m.rel_mse}, {"sqnr_db", m.sqnr_db},
                   {"max_abs_err", m.max_abs}, {"count", m.count}, {"skipped_nonfinite", m.skipped},
                   {"nonfinite_out", m.nonfinite_out}});
@@ -260,6 +265,10 @@ int main(int argc, char** argv) {
   quantize->add_option("--codes", codes, "element codes, one unsigned integer per element (.npy)");
   quantize->add_option("--scales", scales, "scale codes, one per block (.npy)");
   quantize->add_option("--packed", packed, "packed tensor container (.bin, docs/layouts.md)");
+  int axis = -1;
+  quantize->add_option("--axis", axis, "axis the groups run along (default -1, the last); scales and packed "
+                                       "bytes are laid out with that axis moved last")
+      ->capture_default_str();
 
   auto* dequantize = app.add_subcommand("dequantize", "decode a packed tensor container to float32");
   dequantize->add_option("--packed", packed, "packed tensor (.bin)")->required();
@@ -270,6 +279,7 @@ int main(int argc, char** argv) {
   error->add_option("--formats,-f", specs, "comma-separated format specs")->required();
   error->add_option("--in,-i", in, "X.npy | X.safetensors[:name]")->required();
   error->add_flag("--json", json, "machine-readable output");
+  error->add_option("--axis", axis, "axis the groups run along (default -1, the last)")->capture_default_str();
 
   std::string dist = "gaussian", shape = "256,512", name;
   uint64_t seed = 0;
@@ -287,9 +297,9 @@ int main(int argc, char** argv) {
   }
   try {
     if (*formats) return cmd_formats(json);
-    if (*quantize) return cmd_quantize(spec, in, out, codes, scales, packed);
+    if (*quantize) return cmd_quantize(spec, in, out, codes, scales, packed, axis);
     if (*dequantize) return cmd_dequantize(packed, out);
-    if (*error) return cmd_error(specs, in, json);
+    if (*error) return cmd_error(specs, in, json, axis);
     if (*synth) return cmd_synth(dist, shape, seed, out, name);
   } catch (const Error& e) {
     std::fprintf(stderr, "lowbit: error: %s\n", e.what());

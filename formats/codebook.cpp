@@ -22,7 +22,7 @@
 // Packing (FORMATS.md §9, trap 11): lowbit's house layout puts element 0 in the LOW nibble
 // (pack_codes; order=lo, the default for every format). order=hi reproduces bitsandbytes' bytes,
 // byte j = (q[2j] << 4) | q[2j+1] over the flattened tensor; only for 4-bit codes. The generic
-// element_codes() helper reads the low-nibble layout, so it does not apply to order=hi tensors.
+// element_codes() helper reads the low-nibble layout; unpacked_codes() reads either.
 //
 // Double quantisation (dq, bnb compress_statistics=True): offset = mean(absmax) (fp32 result of a
 // double-precision sum: torch's fp32 reduction order is implementation-defined, the offset is
@@ -850,17 +850,22 @@ class CodebookFormat final : public TensorFormat {
     return p;
   }
 
+  std::vector<uint32_t> unpacked_codes(const PackedTensor& p) const override {
+    const int64_t n = shape_numel(p.shape);
+    const Section& cs = p.at("codes");
+    if (!hi_nibble_) return element_codes(p);
+    if (static_cast<int64_t>(cs.bytes.size()) != (n + 1) / 2)
+      throw Error(fmt::format("{}: codes section holds {} bytes, expected {}", spec_, cs.bytes.size(), (n + 1) / 2));
+    std::vector<uint32_t> codes(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) codes[i] = (cs.bytes[i / 2] >> ((i & 1) ? 0 : 4)) & 15u;
+    return codes;
+  }
+
   void decode(const PackedTensor& p, std::span<float> out) const override {
     check_packed(p, out);
     const int64_t n = shape_numel(p.shape);
     const int64_t nb = n / block_;
-    std::vector<uint32_t> codes(static_cast<size_t>(n));
-    const Section& cs = p.at("codes");
-    if (hi_nibble_) {
-      for (int64_t i = 0; i < n; ++i) codes[i] = (cs.bytes[i / 2] >> ((i & 1) ? 0 : 4)) & 15u;
-    } else {
-      unpack_codes(cs.bytes, code_bits_, codes);
-    }
+    const std::vector<uint32_t> codes = unpacked_codes(p);
     const uint32_t ncodes = static_cast<uint32_t>(table_.size());
     if (ncodes < (1u << code_bits_)) {
       for (int64_t i = 0; i < n; ++i)

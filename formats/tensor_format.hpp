@@ -71,6 +71,8 @@ class TensorFormat {
   virtual PackedTensor encode(std::span<const float> x, const Shape& shape) const = 0;
   virtual void decode(const PackedTensor& p, std::span<float> out) const = 0;
   virtual void fake_quant(std::span<const float> x, const Shape& shape, std::span<float> out) const;
+  // One code per element, read from the packed bytes in this format's layout.
+  virtual std::vector<uint32_t> unpacked_codes(const PackedTensor& p) const { return element_codes(p); }
 
  protected:
   // Checks x.size() against the shape and shape against the format.

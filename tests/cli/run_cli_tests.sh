@@ -53,6 +53,24 @@ done
 "$bin" quantize -f mxfp4 -i "$tmp/x.npy" --scales "$tmp/s.npy" >/dev/null && [ -s "$tmp/s.npy" ] &&
   pass "scales written" || fail "scales written"
 
+# 2b. --axis: groups along another axis; outputs keep the input's shape.
+"$bin" synth --shape 64,32 --seed 4 --out "$tmp/a.npy" >/dev/null
+if "$bin" quantize -f int4:g64 -i "$tmp/a.npy" --axis 0 -o "$tmp/ya.npy" --codes "$tmp/ca.npy" >/dev/null &&
+   grep -qa "(64, 32)" "$tmp/ya.npy" && grep -qa "(64, 32)" "$tmp/ca.npy"; then
+  pass "axis 0"
+else
+  fail "axis 0"
+fi
+"$bin" quantize -f int4:g32 -i "$tmp/a.npy" -o "$tmp/y1.npy" >/dev/null
+"$bin" quantize -f int4:g32 -i "$tmp/a.npy" --axis -1 -o "$tmp/y2.npy" >/dev/null
+"$bin" quantize -f int4:g32 -i "$tmp/a.npy" --axis 1 -o "$tmp/y3.npy" >/dev/null
+cmp -s "$tmp/y1.npy" "$tmp/y2.npy" && cmp -s "$tmp/y1.npy" "$tmp/y3.npy" && pass "axis -1 = 1 = default" ||
+  fail "axis -1 = 1 = default"
+"$bin" quantize -f int4:g64 -i "$tmp/a.npy" --axis 0 -o "$tmp/yb.npy" >/dev/null
+cmp -s "$tmp/ya.npy" "$tmp/yb.npy" && pass "axis 0 reproducible" || fail "axis 0 reproducible"
+expect_error "axis out of range" "axis" "$bin" quantize -f int8 -i "$tmp/a.npy" --axis 2 -o "$tmp/o.npy"
+expect_error "axis not dividing" "divisible" "$bin" quantize -f int4:g64 -i "$tmp/a.npy" --axis 1 -o "$tmp/o.npy"
+
 # 3. error table and JSON.
 "$bin" error -f int8,int4:g64 -i "$tmp/x.npy" >"$tmp/e.txt" && grep -q "int4:g64" "$tmp/e.txt" &&
   pass "error table" || fail "error table"
