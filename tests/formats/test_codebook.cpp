@@ -12,6 +12,7 @@
 #include <limits>
 #include <random>
 
+#include "tests/formats/test_util.hpp"
 #include "formats/codebook.hpp"
 #include "formats/error.hpp"
 #include "formats/registry.hpp"
@@ -737,28 +738,8 @@ std::vector<float> hard_blocks(int64_t rows, int64_t cols, int64_t g, uint32_t s
   return x;
 }
 
-void expect_same_bits(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i)
-    ASSERT_EQ(f32_bits(a[i]), f32_bits(b[i])) << what << " element " << i << ": " << a[i] << " vs " << b[i];
-}
-
-void expect_same_packed(const PackedTensor& a, const PackedTensor& b, const std::string& what) {
-  EXPECT_EQ(a.spec, b.spec) << what;
-  EXPECT_EQ(a.shape, b.shape) << what;
-  EXPECT_EQ(a.code_bits, b.code_bits) << what;
-  ASSERT_EQ(a.sections.size(), b.sections.size()) << what;
-  for (size_t s = 0; s < a.sections.size(); ++s) {
-    const Section& sa = a.sections[s];
-    const Section& sb = b.sections[s];
-    EXPECT_EQ(sa.name, sb.name) << what;
-    EXPECT_EQ(sa.dtype, sb.dtype) << what << " " << sa.name;
-    EXPECT_EQ(sa.shape, sb.shape) << what << " " << sa.name;
-    ASSERT_EQ(sa.bytes.size(), sb.bytes.size()) << what << " " << sa.name;
-    for (size_t i = 0; i < sa.bytes.size(); ++i)
-      ASSERT_EQ(sa.bytes[i], sb.bytes[i]) << what << " section " << sa.name << " byte " << i;
-  }
-}
+using lowbit::testing::expect_same_bits;
+using lowbit::testing::expect_same_packed;
 
 // Every implementation of `spec` against the reference on x.
 void expect_impls_match_reference(const std::string& spec, const std::vector<float>& x, const Shape& shape) {
