@@ -2,9 +2,10 @@
 // mxfp4, mxint8. Blocks of 32 consecutive elements along the last axis share one E8M0 scale
 // X = 2^(e - 127); element i stores P_i = quantize(V_i / X) and decodes to X * P_i.
 //
-// Kernels (mx_quantize): round=rne runs a vectorised kernel (scales of a row's blocks with
-// selects, elements with fast_float.hpp's FastRne); other rounding modes run the scalar codec
-// of mx.hpp. Both give the same bits (tests/formats/test_mx.cpp, MxFastPath).
+// Kernels (mx_quantize): round=rne and round=sr run a vectorised kernel (scales of a row's
+// blocks with selects, elements with fast_float.hpp's FastRne, SR bits from philox.hpp's
+// sr_bits_fill); other rounding modes run the scalar codec of mx.hpp. Both give the same bits
+// (tests/formats/test_mx.cpp, MxFastPath and MxFastPathSr).
 //
 // Packed layout (docs/layouts.md):
 //   "codes"   element codes via pack_codes: FP4 two per byte, element 2i in the low nibble;
@@ -194,11 +195,33 @@ void scale_bytes(uint32_t* __restrict ab, int64_t nb, const MxOptions& o) {
   }
 }
 
+// --- Fast path: stochastic rounding ------------------------------------------------------------
+//
+// The same t = fl(V * 2^-k) as above, rounded by FastRne::value_sr / code_sr with the element's
+// bits rb[i] = sr_bits(seed, flat index) (sr_bits_fill, one row at a time). value_sr / code_sr
+// equal encode_float(..., Round::Stochastic, Saturate, Cuda, rbits) of their argument, so the
+// only question is whether encoding t equals encoding V with scale_exp = k:
+//   * |V| * 2^-k >= 2^-126: t = V / X exactly, as for RNE;
+//   * otherwise |V / X| < 2^-126 and |t| <= 2^-126. Stochastic rounding rounds such a value up
+//     to the smallest element subnormal q0 iff rbits < floor(frac * 2^32) with frac = |.| / q0
+//     (round_shifted's frac32, which is that floor for any shift). Every MX element has
+//     q0 >= 2^-16 (E5M2; E4M3 2^-9, E3M2 2^-4, E2M3 2^-3, E2M1 2^-1, MXINT8 2^-6), so
+//     frac <= 2^-110 for both the exact quotient and t, frac * 2^32 < 1, frac32 = 0 for both
+//     (sr_abs computes |t| * 2^(mbits - emin) exactly, and its frac32 is 0 as well): never up.
+//     Both give +-0 with the sign of V, which the product keeps. So no lane needs the
+//     reference codec; tests/formats/test_mx.cpp checks tiny elements in huge-scale blocks.
+// MXINT8: k = SR(t * 64) clamped to [-127 or -128, 127] = round_to_int(V, lo, 127, SR, rbits,
+// scale_exp = k - 6), sign-magnitude: clamping t first is the same (integer bounds: a |t|
+// beyond the bound rounds to at least the bound), then |t| rounds up iff
+// rbits < floor(frac(|t|) * 2^32) — |t| < 2^8, so |t| - floor(|t|) and its product with 2^32
+// are exact (the form of int_segment's SR branch in element_format.cpp). Zero results give
+// code 0 and value +0, as the integer k = 0 decodes.
+
 // One row: the amax and E8M0 byte of every block (vectorised over the blocks), then the
-// elements block by block. ab: scratch of nb words.
-template <MxElement E>
+// elements block by block. ab: scratch of nb words. SR: rb holds the row's random bits.
+template <MxElement E, bool SR>
 void fast_row(const FastRne& kk, const MxOptions& o, const float* __restrict xr, int64_t nb, uint32_t* __restrict ab,
-              uint8_t* __restrict sr, uint32_t* __restrict cr, float* __restrict vr) {
+              uint8_t* __restrict sr, uint32_t* __restrict cr, float* __restrict vr, const uint32_t* __restrict rb) {
   for (int64_t b = 0; b < nb; ++b) ab[b] = block_amax_bits(xr + b * kMxBlock);
   switch (o.scale) {
     case MxScaleRule::Floor: scale_bytes<E, MxScaleRule::Floor>(ab, nb, o); break;
@@ -229,7 +252,44 @@ void fast_row(const FastRne& kk, const MxOptions& o, const float* __restrict xr,
     }
     const int kexp = static_cast<int>(e) - 127;
     const float m = exp2i(-kexp);
-    if constexpr (E.int8) {
+    if constexpr (SR) {
+      const uint32_t* __restrict rbb = rb + b * kMxBlock;
+      if constexpr (E.int8) {
+        const float f = exp2i(static_cast<int>(e) - 133);  // 2^(k - 6)
+        if (vb) {
+          for (int i = 0; i < kMxBlock; ++i) {
+            float t = (xb[i] * m) * 64.0f;
+            t = t < lo ? lo : (t > hi ? hi : t);
+            const uint32_t tb = f32_bits(t);
+            const float a = f32_from_bits(tb & 0x7fffffffu);
+            const int32_t u = static_cast<int32_t>(a);
+            const uint32_t frac32 = static_cast<uint32_t>((a - static_cast<float>(u)) * 4294967296.0f);
+            const float qa = static_cast<float>(u + (rbb[i] < frac32 ? 1 : 0));
+            const float q = f32_from_bits(f32_bits(qa) | (tb & 0x80000000u));
+            vb[i] = (q + 0.0f) * f;  // +0 for k = 0
+          }
+        }
+        if (cb) {
+          for (int i = 0; i < kMxBlock; ++i) {
+            float t = (xb[i] * m) * 64.0f;
+            t = t < lo ? lo : (t > hi ? hi : t);
+            const uint32_t tb = f32_bits(t);
+            const float a = f32_from_bits(tb & 0x7fffffffu);
+            const int32_t u = static_cast<int32_t>(a);
+            const uint32_t frac32 = static_cast<uint32_t>((a - static_cast<float>(u)) * 4294967296.0f);
+            const int32_t qa = u + (rbb[i] < frac32 ? 1 : 0);
+            const int32_t neg = static_cast<int32_t>(tb) >> 31;  // all ones for negative t
+            cb[i] = static_cast<uint32_t>((qa ^ neg) - neg) & 0xFFu;
+          }
+        }
+      } else {
+        const float X = exp2i(kexp);
+        if (vb)
+          for (int i = 0; i < kMxBlock; ++i) vb[i] = k.value_sr(xb[i] * m, rbb[i]) * X;
+        if (cb)
+          for (int i = 0; i < kMxBlock; ++i) cb[i] = k.code_sr(xb[i] * m, rbb[i]);
+      }
+    } else if constexpr (E.int8) {
       const float f = exp2i(static_cast<int>(e) - 133);  // 2^(k - 6)
       if (vb) {
         for (int i = 0; i < kMxBlock; ++i) {
@@ -255,7 +315,7 @@ void fast_row(const FastRne& kk, const MxOptions& o, const float* __restrict xr,
   }
 }
 
-template <MxElement E>
+template <MxElement E, bool SR>
 void fast_rows(const MxOptions& o, const float* x, int64_t rows, int64_t cols, uint8_t* scales, uint8_t* codes,
                float* values) {
   const int64_t nb = cols / kMxBlock;
@@ -266,11 +326,13 @@ void fast_rows(const MxOptions& o, const float* x, int64_t rows, int64_t cols, u
     std::vector<uint32_t> ab(static_cast<size_t>(nb));
     std::vector<uint8_t> srow(scales ? 0 : static_cast<size_t>(nb));
     std::vector<uint32_t> crow(codes ? static_cast<size_t>(cols) : 0);
+    std::vector<uint32_t> rbuf(SR ? static_cast<size_t>(cols) : 0);  // the row's random bits
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       uint8_t* sr = scales ? scales + r * nb : srow.data();
-      fast_row<E>(k, o, x + r * cols, nb, ab.data(), sr, codes ? crow.data() : nullptr,
-                  values ? values + r * cols : nullptr);
+      if constexpr (SR) sr_bits_fill(o.seed, static_cast<uint64_t>(r * cols), cols, rbuf.data());
+      fast_row<E, SR>(k, o, x + r * cols, nb, ab.data(), sr, codes ? crow.data() : nullptr,
+                      values ? values + r * cols : nullptr, rbuf.data());
       if (codes) store_row_codes<E>(crow.data(), cols, codes + (E.bits() == 4 ? r * cols / 2 : r * cols));
     }
   }
@@ -281,7 +343,10 @@ void quantize_as(const MxOptions& o, const float* x, int64_t rows, int64_t cols,
                  float* values, MxPath path) {
   static_assert(E.int8 || fast_rne_supported(E.fp));
   if (rows * cols == 0) return;
-  if (path == MxPath::Auto && o.round == Round::NearestEven) return fast_rows<E>(o, x, rows, cols, scales, codes, values);
+  if (path == MxPath::Auto && o.round == Round::NearestEven)
+    return fast_rows<E, false>(o, x, rows, cols, scales, codes, values);
+  if (path == MxPath::Auto && o.round == Round::Stochastic)
+    return fast_rows<E, true>(o, x, rows, cols, scales, codes, values);
   reference_rows<E>(o, x, rows, cols, scales, codes, values);
 }
 

@@ -165,7 +165,7 @@ struct MxOptions {
 };
 
 // Which implementation mx_quantize runs.
-//   Auto       the vectorised round-to-nearest-even kernel when o.round is RNE, else Reference
+//   Auto       the vectorised kernel when o.round is RNE or Stochastic, else Reference
 //   Reference  the scalar per-element codec (mx_scale_e8m0, mx_encode_element,
 //              mx_decode_element), block by block: the definition the fast kernel must match
 //              bit for bit (tests/formats/test_mx.cpp)

@@ -2,10 +2,11 @@
 // one FP32 tensor scale, with the exact fp32 operation order of TE, torchao or ModelOpt
 // (formats/nvfp4.hpp has the formulas and the choices for degenerate tensors).
 //
-// Kernels (nvfp4_quantize): round=rne runs a vectorised two-pass kernel (block maxima and the
-// tensor amax, then block scales and elements row by row, with fast_float.hpp's FastRne);
-// round=sr and degenerate tensors run the scalar functions of nvfp4.hpp. Both give the same
-// bits (tests/formats/test_nvfp4.cpp, Nvfp4FastPath).
+// Kernels (nvfp4_quantize): a vectorised two-pass kernel (block maxima and the tensor amax,
+// then block scales and elements row by row, with fast_float.hpp's FastRne; round=sr with its
+// value_sr / code_sr and philox.hpp's sr_bits_fill); degenerate tensors run the scalar
+// functions of nvfp4.hpp. Both give the same bits (tests/formats/test_nvfp4.cpp,
+// Nvfp4FastPath and Nvfp4FastPathSr).
 //
 // Packed layout (docs/layouts.md):
 //   "codes"         E2M1 codes, two per byte, element 2i in the low nibble
@@ -182,11 +183,14 @@ LOWBIT_HD_HOT uint32_t row_block_amax(const float* __restrict xr, int64_t nb, fl
   return m;
 }
 
-// One row with its block amax bam: block scales, then the elements block by block.
-template <Nvfp4Variant V, bool TwoLevel>
+// One row with its block amax bam: block scales, then the elements block by block. SR: the
+// elements round stochastically with the row's random bits rb (FastRne::value_sr / code_sr =
+// encode_float(e2m1, q, Stochastic, Saturate, Cuda, rbits), the reference's element cast; the
+// torchao clamp to [-6, 6] stays a no-op: |q| > 6 rounds to 6 or 8 -> saturates to 6).
+template <Nvfp4Variant V, bool TwoLevel, bool SR>
 void fast_row(const FastKernel<V, TwoLevel>& kk, const float* __restrict xr, int64_t cols, const float* __restrict bam,
               float* __restrict mul, float* __restrict fac, uint32_t* __restrict sc32, uint8_t* __restrict sc,
-              uint32_t* __restrict crow, float* __restrict vr) {
+              uint32_t* __restrict crow, float* __restrict vr, const uint32_t* __restrict rb) {
   const int64_t nb = cols / kNvfp4Block;
   block_scales(kk, bam, nb, sc32, mul, fac);
   if (sc)
@@ -198,9 +202,12 @@ void fast_row(const FastKernel<V, TwoLevel>& kk, const float* __restrict xr, int
       const float m = mul[b], f = fac[b];
       const float* __restrict xb = xr + b * kNvfp4Block;
       float* __restrict vb = vr + b * kNvfp4Block;
+      const uint32_t* __restrict rbb = SR ? rb + b * kNvfp4Block : nullptr;
       for (int i = 0; i < kNvfp4Block; ++i) {
         const float q = element_arg<V, TwoLevel>(xb[i], m);
-        float v = k.value(q);
+        float v;
+        if constexpr (SR) v = k.value_sr(q, rbb[i]);
+        else v = k.value(q);
         if constexpr (kModelopt) v = q == 0.0f ? 0.0f : v;  // sign from q < 0: -0 -> +0
         vb[i] = v * f;
       }
@@ -211,9 +218,12 @@ void fast_row(const FastKernel<V, TwoLevel>& kk, const float* __restrict xr, int
       const float m = mul[b];
       const float* __restrict xb = xr + b * kNvfp4Block;
       uint32_t* __restrict cb = crow + b * kNvfp4Block;
+      const uint32_t* __restrict rbb = SR ? rb + b * kNvfp4Block : nullptr;
       for (int i = 0; i < kNvfp4Block; ++i) {
         const float q = element_arg<V, TwoLevel>(xb[i], m);
-        uint32_t c = k.code(q);
+        uint32_t c;
+        if constexpr (SR) c = k.code_sr(q, rbb[i]);
+        else c = k.code(q);
         if constexpr (kModelopt) c = q == 0.0f ? 0u : c;
         cb[i] = c;
       }
@@ -222,9 +232,9 @@ void fast_row(const FastKernel<V, TwoLevel>& kk, const float* __restrict xr, int
 }
 
 // bam_all: the block amax of the whole tensor (rows x cols / 16), from the first pass.
-template <Nvfp4Variant V, bool TwoLevel>
-void fast_rows(const Nvfp4Tensor& t, const float* x, int64_t rows, int64_t cols, const float* bam_all, uint8_t* scales,
-               uint8_t* codes, float* values) {
+template <Nvfp4Variant V, bool TwoLevel, bool SR>
+void fast_rows(const Nvfp4Tensor& t, uint64_t seed, const float* x, int64_t rows, int64_t cols, const float* bam_all,
+               uint8_t* scales, uint8_t* codes, float* values) {
   const int64_t nb = cols / kNvfp4Block;
   const FastKernel<V, TwoLevel> kk = FastKernel<V, TwoLevel>::make(t);
 #pragma omp parallel if (rows * cols > kParallelMin)
@@ -233,10 +243,13 @@ void fast_rows(const Nvfp4Tensor& t, const float* x, int64_t rows, int64_t cols,
     std::vector<float> fbuf(static_cast<size_t>(2 * nb));
     std::vector<uint32_t> sbuf(static_cast<size_t>(nb));
     std::vector<uint32_t> crow(codes ? static_cast<size_t>(cols) : 0);
+    std::vector<uint32_t> rbuf(SR ? static_cast<size_t>(cols) : 0);  // the row's random bits
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      fast_row(kk, x + r * cols, cols, bam_all + r * nb, fbuf.data(), fbuf.data() + nb, sbuf.data(),
-               scales ? scales + r * nb : nullptr, codes ? crow.data() : nullptr, values ? values + r * cols : nullptr);
+      if constexpr (SR) sr_bits_fill(seed, static_cast<uint64_t>(r * cols), cols, rbuf.data());
+      fast_row<V, TwoLevel, SR>(kk, x + r * cols, cols, bam_all + r * nb, fbuf.data(), fbuf.data() + nb, sbuf.data(),
+                                scales ? scales + r * nb : nullptr, codes ? crow.data() : nullptr,
+                                values ? values + r * cols : nullptr, rbuf.data());
       if (codes) {
         const uint32_t* __restrict c = crow.data();
         uint8_t* __restrict out = codes + r * cols / 2;
@@ -274,7 +287,7 @@ float tensor_amax_blocks(const float* x, int64_t rows, int64_t cols, float* bam_
 template <Nvfp4Variant V, bool TwoLevel>
 Nvfp4Tensor quantize_as(Nvfp4Variant variant, Round round, uint64_t seed, const float* x, int64_t rows, int64_t cols,
                         uint8_t* scales, uint8_t* codes, float* values, Nvfp4Path path) {
-  const bool fast = path == Nvfp4Path::Auto && round == Round::NearestEven;
+  const bool fast = path == Nvfp4Path::Auto && (round == Round::NearestEven || round == Round::Stochastic);
   std::vector<float> bam_all;
   float amax = 0.0f;
   if (fast) {
@@ -286,7 +299,8 @@ Nvfp4Tensor quantize_as(Nvfp4Variant variant, Round round, uint64_t seed, const 
   const Nvfp4Tensor t = nvfp4_tensor(variant, TwoLevel, amax);  // (single level: amax unused)
   if (rows * cols == 0) return t;
   if (fast && !t.nan && !t.zero) {
-    fast_rows<V, TwoLevel>(t, x, rows, cols, bam_all.data(), scales, codes, values);
+    if (round == Round::Stochastic) fast_rows<V, TwoLevel, true>(t, seed, x, rows, cols, bam_all.data(), scales, codes, values);
+    else fast_rows<V, TwoLevel, false>(t, seed, x, rows, cols, bam_all.data(), scales, codes, values);
   } else {
     reference_rows<V, TwoLevel>(t, round, seed, x, rows, cols, scales, codes, values);
   }

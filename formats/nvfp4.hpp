@@ -243,7 +243,8 @@ LOWBIT_HD float nvfp4_decode_element(const Nvfp4Tensor& t, uint32_t code, uint8_
 
 // Which implementation nvfp4_quantize runs.
 //   Auto       the vectorised kernel (fast_float.hpp's FastRne for the E4M3 block scales and the
-//              E2M1 elements) for round=rne, else Reference
+//              E2M1 elements, rounded to nearest even or stochastically), except for degenerate
+//              tensors (non-finite amax, zero tensors), which take the Reference path
 //   Reference  the scalar functions above (nvfp4_block_scale, nvfp4_encode_element_as,
 //              nvfp4_decode_element's products), block by block: the definition the fast kernel
 //              must match bit for bit (tests/formats/test_nvfp4.cpp)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "formats/error.hpp"
+#include "formats/fast_float.hpp"
 #include "formats/float_format.hpp"
 #include "formats/mx.hpp"
 #include "formats/philox.hpp"
@@ -975,7 +976,7 @@ TEST(MxFastPath, ScaleBytesMatchReferenceForEveryExponentField) {
 
 // Round modes other than RNE take the reference path (Auto == Reference trivially), and the
 // reference path of an RNE format is what the format itself computed before the fast path.
-TEST(MxFastPath, OtherRoundingModesUseTheReferencePath) {
+TEST(MxFastPath, OtherRoundingModesMatchTheReferencePath) {
   const std::vector<float> x = stress_blocks(256, 5, mx_elem::e4m3);
   for (const Round rm : {Round::NearestAway, Round::TowardZero, Round::Stochastic}) {
     MxOptions o;
@@ -984,5 +985,171 @@ TEST(MxFastPath, OtherRoundingModesUseTheReferencePath) {
     const MxRun a = run_mx(mx_elem::e4m3, o, x, 16, 512, MxPath::Auto);
     const MxRun b = run_mx(mx_elem::e4m3, o, x, 16, 512, MxPath::Reference);
     ASSERT_EQ(compare_runs(a, b, std::string(round_name(rm))), 0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vectorised stochastic-rounding kernel (MxPath::Auto with round=sr) against the reference
+// path, bit for bit on scales, packed codes and values, over every element type, scale rule and
+// option, several seeds.
+
+namespace {
+
+// stress_blocks plus blocks aimed at the SR underflow question: a huge block amax (scales up
+// to 0xFE) with elements whose V / X lies below 2^-126 (fp32 subnormals, values near
+// 2^(k - 126) and just around it), elements just above grid points (small non-zero
+// fractions), and all of it with both signs.
+std::vector<float> sr_hazard_blocks(int64_t nblocks, uint32_t seed, const MxElement& el) {
+  std::vector<float> x = stress_blocks(nblocks, seed, el);
+  std::mt19937 g(seed ^ 0x5eedu);
+  auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g); };
+  auto sign = [&] { return (g() & 1) ? -1.0f : 1.0f; };
+  const std::vector<double> vals = element_values(el);
+  for (int64_t b = 0; b < nblocks; b += 3) {
+    float* v = x.data() + b * 32;
+    const int e0 = uni(90, 127);  // block exponent: k = e0 - emax (rule-dependent)
+    v[0] = sign() * std::ldexp(1.0f + std::ldexp(static_cast<float>(g() & 0x7fffffu), -23), e0);
+    if (uni(0, 3) == 0) v[0] = sign() * f32_from_bits(0x7f7fffffu - g() % 16u);
+    for (int i = 1; i < 32; ++i) {
+      switch (uni(0, 3)) {
+        case 0:  // fp32 subnormal
+          v[i] = sign() * f32_from_bits(1u + g() % 0x007fffffu);
+          break;
+        case 1:  // around 2^(e0 - emax - 126 + d): V / X near fp32's normal boundary
+          v[i] = sign() * std::ldexp(1.0f + std::ldexp(static_cast<float>(g() & 0x7fffffu), -23),
+                                     std::max(-149, e0 - el.emax() - 126 + uni(-30, 4)));
+          break;
+        case 2: {  // just above a grid value at the block scale (a tiny fraction)
+          const double gv = vals[static_cast<size_t>(uni(1, static_cast<int>(vals.size()) - 1))];
+          const float t = static_cast<float>(std::ldexp(gv, e0 - el.emax()));
+          v[i] = sign() * f32_from_bits(f32_bits(t) + static_cast<uint32_t>(uni(0, 3)));
+          break;
+        }
+        default:
+          v[i] = uni(0, 1) ? 0.0f : -0.0f;
+          break;
+      }
+    }
+  }
+  return x;
+}
+
+}  // namespace
+
+TEST(MxFastPathSr, MatchesReferenceEveryElementRuleOptionAndSeed) {
+  const int64_t rows = 32, cols = 1024;  // 1024 blocks
+  int cases = 0;
+  for (const auto& n : kAll) {
+    for (const uint64_t seed : {uint64_t{0}, uint64_t{1}, uint64_t{0xdeadbeefcafef00dull}}) {
+      const std::vector<float> x = sr_hazard_blocks(rows * cols / 32, 2000 + cases, n.el);
+      for (const MxScaleRule r : kRules) {
+        for (int opt = 0; opt < (n.el.int8 ? 8 : 4); ++opt) {
+          MxOptions o;
+          o.scale = r;
+          o.round = Round::Stochastic;
+          o.seed = seed;
+          o.inf_sat = opt & 1;
+          o.flush_subnormals = (opt >> 1) & 1;
+          o.int8_min128 = (opt >> 2) & 1;
+          const std::string what = std::string(n.name) + " sr seed=" + std::to_string(seed) + " scale=" +
+                                   mx_scale_rule_name(r) + " inf_sat=" + std::to_string(o.inf_sat) + " flush=" +
+                                   std::to_string(o.flush_subnormals) + " min128=" + std::to_string(o.int8_min128);
+          const MxRun fast = run_mx(n.el, o, x, rows, cols, MxPath::Auto);
+          const MxRun ref = run_mx(n.el, o, x, rows, cols, MxPath::Reference);
+          ASSERT_EQ(compare_runs(fast, ref, what), 0);
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 3 * (5 * 4 * 4 + 4 * 8));
+}
+
+// Row lengths of one block and odd block counts (the random bits of a row start at any index
+// mod 4), and codes or values alone.
+TEST(MxFastPathSr, RowShapesAndPartialOutputs) {
+  for (const auto& n : kAll) {
+    for (const int64_t cols : {int64_t{32}, int64_t{96}, int64_t{160}}) {
+      const int64_t rows = 7;
+      const std::vector<float> x = sr_hazard_blocks(rows * cols / 32, 31 + static_cast<uint32_t>(cols), n.el);
+      MxOptions o;
+      o.round = Round::Stochastic;
+      o.seed = 99;
+      const MxRun ref = run_mx(n.el, o, x, rows, cols, MxPath::Reference);
+      const MxRun fast = run_mx(n.el, o, x, rows, cols, MxPath::Auto);
+      ASSERT_EQ(compare_runs(fast, ref, n.name), 0);
+      std::vector<uint8_t> c(ref.codes.size());
+      std::vector<float> v(ref.values.size());
+      mx_quantize(n.el, o, x.data(), rows, cols, nullptr, c.data(), nullptr, MxPath::Auto);
+      mx_quantize(n.el, o, x.data(), rows, cols, nullptr, nullptr, v.data(), MxPath::Auto);
+      ASSERT_EQ(c, ref.codes) << n.name << " cols=" << cols;
+      for (size_t i = 0; i < v.size(); ++i) ASSERT_TRUE(same_bits(v[i], ref.values[i])) << n.name << " " << i;
+    }
+  }
+}
+
+// The premise of the kernel's underflow argument, with the most favourable random bits for
+// rounding up (0, 1): an element whose V / X lies below 2^-126 encodes as a signed zero under
+// stochastic rounding, whatever the scale; so does fl(V * 2^-k) under FastRne::code_sr.
+TEST(MxFastPathSr, UnderflowingQuotientsRoundToZero) {
+  std::mt19937 g(3);
+  int checked = 0;
+  for (const auto& n : kAll) {
+    const FastRne k = n.el.int8 ? FastRne{} : FastRne::make(n.el.fp, Overflow::Saturate);
+    for (int e = 0; e <= 0xFE; ++e) {
+      const int kexp = e - 127;
+      for (int r = 0; r < 64; ++r) {
+        // |V| * 2^-k < 2^-126: V = m * 2^(kexp - 126 - d), d >= 1, clamped to fp32's range.
+        const int ev = kexp - 126 - 1 - static_cast<int>(g() % 40);
+        float v = std::ldexp(1.0f + std::ldexp(static_cast<float>(g() & 0x7fffffu), -23), std::max(ev, -149));
+        if (!(std::fabs(static_cast<double>(v)) * std::ldexp(1.0, -kexp) < std::ldexp(1.0, -126))) continue;
+        ++checked;
+        if (g() & 1) v = -v;
+        for (const uint32_t rbits : {0u, 1u, static_cast<uint32_t>(g())}) {
+          const uint32_t c = mx_encode_element(n.el, v, static_cast<uint8_t>(e), Round::Stochastic, rbits);
+          if (n.el.int8) {
+            ASSERT_EQ(c, 0u) << n.name << " e=" << e << " v=" << v;
+          } else {
+            ASSERT_EQ(c, std::signbit(v) ? n.el.fp.sign_bit() : 0u) << n.name << " e=" << e << " v=" << v;
+            const float t = v * std::ldexp(1.0f, -kexp);
+            ASSERT_EQ(k.code_sr(t, rbits), c) << n.name << " e=" << e << " v=" << v;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 6 * 64 * 80);  // scale bytes 151 .. 254 admit underflowing elements
+}
+
+// Large tensors (the OpenMP path) through the tensor formats with round=sr: encode, fake_quant
+// and decode(encode) against the reference path.
+TEST(MxFastPathSr, TensorFormatsMatchReferenceOnLargeTensors) {
+  const int64_t rows = 96, cols = 1024;  // 98304 values: above the parallel threshold
+  for (const auto& n : kAll) {
+    const std::vector<float> x = sr_hazard_blocks(rows * cols / 32, 4343, n.el);
+    for (const char* opt : {":round=sr:seed=5", ":scale=rceil:round=sr:seed=123456789012",
+                            ":scale=even:inf=sat:flush_subnormals:round=sr:seed=0"}) {
+      const std::string spec = std::string(n.name) + opt;
+      const auto f = make_format(spec);
+      MxOptions o;
+      o.round = Round::Stochastic;
+      o.scale = spec.find("rceil") != std::string::npos  ? MxScaleRule::Rceil
+                : spec.find("even") != std::string::npos ? MxScaleRule::Even
+                                                          : MxScaleRule::Floor;
+      o.seed = spec.find("seed=5") != std::string::npos ? 5 : spec.find("seed=0") != std::string::npos ? 0 : 123456789012ull;
+      o.inf_sat = spec.find("inf=sat") != std::string::npos;
+      o.flush_subnormals = spec.find("flush") != std::string::npos;
+      const MxRun ref = run_mx(n.el, o, x, rows, cols, MxPath::Reference);
+      const PackedTensor p = f->encode(x, {rows, cols});
+      ASSERT_EQ(p.at("codes").bytes, ref.codes) << spec;
+      ASSERT_EQ(p.at("scales").bytes, ref.scales) << spec;
+      std::vector<float> y(x.size()), z(x.size());
+      f->fake_quant(x, {rows, cols}, y);
+      f->decode(p, z);
+      for (size_t i = 0; i < x.size(); ++i) {
+        ASSERT_TRUE(same_bits(y[i], ref.values[i])) << spec << " " << i << " x=" << x[i];
+        ASSERT_TRUE(same_bits(z[i], ref.values[i])) << spec << " " << i << " x=" << x[i];
+      }
+    }
   }
 }

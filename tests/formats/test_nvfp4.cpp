@@ -760,7 +760,7 @@ TEST(Nvfp4FastPath, TensorFormatMatchesReferenceOnLargeTensors) {
 }
 
 // Stochastic rounding takes the reference path: Auto and Reference agree.
-TEST(Nvfp4FastPath, StochasticRoundingUsesTheReferencePath) {
+TEST(Nvfp4FastPath, StochasticRoundingMatchesTheReferencePath) {
   const std::vector<float> x = mixed(16 * 512, 8, 0);
   for (const VariantCase& vc : kVariantCases) {
     std::vector<uint8_t> ca(x.size() / 2), cb(x.size() / 2), sa(x.size() / 16), sb(x.size() / 16);
@@ -771,5 +771,109 @@ TEST(Nvfp4FastPath, StochasticRoundingUsesTheReferencePath) {
     EXPECT_EQ(ca, cb) << vc.name;
     EXPECT_EQ(sa, sb) << vc.name;
     for (size_t i = 0; i < x.size(); ++i) ASSERT_TRUE(same_bits(va[i], vb[i])) << vc.name << " " << i;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The vectorised kernel with stochastic rounding (Nvfp4Path::Auto, round=sr) against the
+// reference path, bit for bit, every variant, several seeds.
+
+namespace {
+
+Nvfp4Run run_nvfp4_sr(Nvfp4Variant v, bool two_level, uint64_t seed, const std::vector<float>& x, int64_t rows,
+                      int64_t cols, Nvfp4Path path) {
+  Nvfp4Run r;
+  r.scales.assign(static_cast<size_t>(rows * cols / 16), 0xAB);
+  r.codes.assign(static_cast<size_t>(rows * cols / 2), 0xCD);
+  r.values.assign(static_cast<size_t>(rows * cols), -1.0f);
+  r.t = nvfp4_quantize(v, two_level, Round::Stochastic, seed, x.data(), rows, cols, r.scales.data(), r.codes.data(),
+                       r.values.data(), path);
+  return r;
+}
+
+const uint64_t kSeeds[] = {0, 7, 0xfedcba9876543210ull};
+
+}  // namespace
+
+TEST(Nvfp4FastPathSr, MatchesReferenceOverTensorMagnitudesAndSeeds) {
+  const int64_t rows = 16, cols = 512;  // 512 blocks
+  int cases = 0;
+  for (const int te : {-149, -138, -126, -100, -30, 0, 3, 40, 120, 127}) {
+    for (const float frac : {1.0f, 1.37f, 1.9999999f}) {
+      const float A = std::ldexp(frac, te);
+      if (A == 0.0f) continue;
+      for (const VariantCase& vc : kVariantCases) {
+        const std::vector<float> x = stress_tensor(vc, A, rows * cols / 16, 900 + cases);
+        for (const uint64_t seed : kSeeds) {
+          const std::string what = std::string(vc.name) + " sr seed=" + std::to_string(seed) + " amax=2^" +
+                                   std::to_string(te) + "*" + std::to_string(frac);
+          const Nvfp4Run fast = run_nvfp4_sr(vc.v, vc.two_level, seed, x, rows, cols, Nvfp4Path::Auto);
+          const Nvfp4Run ref = run_nvfp4_sr(vc.v, vc.two_level, seed, x, rows, cols, Nvfp4Path::Reference);
+          ASSERT_EQ(compare_nvfp4(fast, ref, what), 0);
+        }
+        ++cases;
+      }
+    }
+  }
+  EXPECT_GT(cases, 100);
+}
+
+// Degenerate tensors (reference path inside Auto) and, single level, NaN / Inf blocks among
+// ordinary ones; odd row lengths (random bits of a row starting at any index mod 4).
+TEST(Nvfp4FastPathSr, DegenerateTensorsNonFiniteBlocksAndRowShapes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<std::vector<float>> tensors;
+  tensors.push_back(std::vector<float>(1680, 0.0f));
+  std::vector<float> tiny(1680, 0.0f);
+  tiny[5] = std::ldexp(1.0f, -145);
+  tiny[700] = -std::ldexp(3.0f, -149);
+  tensors.push_back(tiny);
+  tensors.push_back(mixed(1680, 11, 0));
+  for (const float bad : {nan, -inf, f32_from_bits(0xff800123u)}) {
+    std::vector<float> x = mixed(1680, 5, 3);
+    x[77] = bad;
+    x[300] = -bad;
+    tensors.push_back(x);
+  }
+  int i = 0;
+  for (const auto& x : tensors) {
+    for (const VariantCase& vc : kVariantCases) {
+      for (const int64_t cols : {int64_t{16}, int64_t{48}, int64_t{80}, int64_t{560}}) {
+        const int64_t rows = 1680 / cols;
+        for (const uint64_t seed : kSeeds) {
+          const std::string what = std::string(vc.name) + " tensor " + std::to_string(i) + " cols " +
+                                   std::to_string(cols) + " seed " + std::to_string(seed);
+          const Nvfp4Run fast = run_nvfp4_sr(vc.v, vc.two_level, seed, x, rows, cols, Nvfp4Path::Auto);
+          const Nvfp4Run ref = run_nvfp4_sr(vc.v, vc.two_level, seed, x, rows, cols, Nvfp4Path::Reference);
+          ASSERT_EQ(compare_nvfp4(fast, ref, what), 0);
+        }
+      }
+    }
+    ++i;
+  }
+}
+
+// Large tensors (the OpenMP path) through the tensor format with round=sr: encode, fake_quant
+// and decode(encode) against the reference path.
+TEST(Nvfp4FastPathSr, TensorFormatMatchesReferenceOnLargeTensors) {
+  const int64_t rows = 48, cols = 2048;  // 98304 values: above the parallel threshold
+  for (const VariantCase& vc : kVariantCases) {
+    const std::string spec =
+        (!vc.two_level ? std::string("nvfp4:tensor_scale=off") : spec_of(vc.name)) + ":round=sr:seed=424242";
+    const auto f = make_format(spec);
+    for (const float A : {std::ldexp(1.3f, -20), 3.7f, std::ldexp(1.9f, 90)}) {
+      const std::vector<float> x = stress_tensor(vc, A, rows * cols / 16, 18);
+      const Nvfp4Run ref = run_nvfp4_sr(vc.v, vc.two_level, 424242, x, rows, cols, Nvfp4Path::Reference);
+      const PackedTensor p = f->encode(x, {rows, cols});
+      ASSERT_EQ(p.at("codes").bytes, ref.codes) << spec;
+      ASSERT_EQ(p.at("scales").bytes, ref.scales) << spec;
+      std::vector<float> y(x.size()), z(x.size());
+      f->fake_quant(x, {rows, cols}, y);
+      f->decode(p, z);
+      for (size_t k = 0; k < x.size(); ++k) {
+        ASSERT_TRUE(same_bits(y[k], ref.values[k])) << spec << " " << k << " x=" << x[k];
+        ASSERT_TRUE(same_bits(z[k], ref.values[k])) << spec << " " << k << " x=" << x[k];
+      }
+    }
   }
 }
