@@ -396,12 +396,7 @@ class MxFormat final : public TensorFormat {
 
   void decode(const PackedTensor& p, std::span<float> out) const override {
     check_packed(p, out);
-    const Section& s = p.at("scales");
-    const Shape want = scale_shape(p.shape);
-    if (s.dtype != "u8" || s.shape != want)
-      throw Error(fmt::format("{}: 'scales' section is {} {}, expected u8 {}", spec(), s.dtype, shape_str(s.shape),
-                              shape_str(want)));
-    const std::vector<uint32_t> scales = section_u32(s);
+    const std::vector<uint32_t> scales = checked_section_u32(p, "scales", "u8", scale_shape(p.shape));
     const std::vector<uint32_t> codes = element_codes(p);
     const RowView rv = row_view(p.shape);
     const int64_t nb = rv.cols / kMxBlock;

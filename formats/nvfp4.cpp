@@ -361,12 +361,7 @@ class Nvfp4Format final : public TensorFormat {
 
   void decode(const PackedTensor& p, std::span<float> out) const override {
     check_packed(p, out);
-    const Section& s = p.at("scales");
-    const Shape want = scale_shape(p.shape);
-    if (s.dtype != "u8" || s.shape != want)
-      throw Error(fmt::format("{}: 'scales' section is {} {}, expected u8 {}", spec(), s.dtype, shape_str(s.shape),
-                              shape_str(want)));
-    const std::vector<uint32_t> scales = section_u32(s);
+    const std::vector<uint32_t> scales = checked_section_u32(p, "scales", "u8", scale_shape(p.shape));
     Nvfp4Tensor t;
     t.variant = variant_;
     t.two_level = two_level_;

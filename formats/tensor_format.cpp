@@ -156,6 +156,15 @@ std::vector<float> section_f32(const Section& s) {
   return v;
 }
 
+std::vector<uint32_t> checked_section_u32(const PackedTensor& p, std::string_view name, std::string_view dtype,
+                                          const Shape& shape) {
+  const Section& s = p.at(name);
+  if (s.dtype != dtype || s.shape != shape)
+    throw Error(fmt::format("{}: '{}' section is {} {}, expected {} {}", p.spec, name, s.dtype, shape_str(s.shape), dtype,
+                            shape_str(shape)));
+  return section_u32(s);
+}
+
 Section make_section_u(std::string name, int bits, Shape shape, std::span<const uint32_t> values) {
   Section s{std::move(name), bits == 8 ? "u8" : (bits == 16 ? "u16" : "u32"), std::move(shape), {}};
   const int sb = bits <= 8 ? 8 : (bits <= 16 ? 16 : 32);

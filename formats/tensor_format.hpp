@@ -49,6 +49,10 @@ std::vector<uint32_t> element_codes(const PackedTensor& p);
 // Values of an unsigned-integer section ("u8", "u16", "u32") widened to u32.
 std::vector<uint32_t> section_u32(const Section& s);
 std::vector<float> section_f32(const Section& s);
+// The named section of p as u32 values, after checking its dtype and shape (lowbit::Error
+// naming the format otherwise).
+std::vector<uint32_t> checked_section_u32(const PackedTensor& p, std::string_view name, std::string_view dtype,
+                                          const Shape& shape);
 Section make_section_u(std::string name, int bits, Shape shape, std::span<const uint32_t> values);
 Section make_section_f32(std::string name, Shape shape, std::span<const float> values);
 
