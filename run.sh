@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lowbit quick start. Safe to run repeatedly on a fresh Debian 12 machine.
-#   ./run.sh demo   build, then compare formats' rounding error on the tensor shipped in data/
+#   ./run.sh demo   build, then compare formats' rounding error on a captured DiT activation
 #   ./run.sh test   build, then run the whole test suite (ctest), exhaustive checks included
 #   ./run.sh setup  only install the Debian packages lowbit builds with
 #   ./run.sh bench  build, then run the CPU benchmarks (one core)
@@ -39,7 +39,8 @@ case "${1:-}" in
   setup) setup ;;
   demo)
     build
-    ./build/default/lowbit error --in data/synthetic/outlier_channels_256x512.npy \
+    # A real activation: the input of blocks.3.mlp.fc2 of the shipped DiT at sampling step 33/50.
+    ./build/default/lowbit error --in data/captured/dit/tinydit_capture.safetensors:step033.blocks.3.mlp.fc2.input \
       --formats int8:row,fp8_e4m3,fp8_e5m2,int4:g64,uint4:g64,int4:g128,fp4_e2m1:g16:scale=e4m3,mxfp8_e4m3,mxfp6_e2m3,mxfp4,mxfp4:scale=rceil,nvfp4,nf4,lzs4:g16
     ;;
   test)
