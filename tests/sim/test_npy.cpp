@@ -1,6 +1,8 @@
 // Tests for sim/npy: round trips for every dtype and shape kind, byte-exact output against a
 // file built by hand from the .npy format spec, and one test per malformed-file case.
 #include <gtest/gtest.h>
+
+#include "tests/sim/temp_dir_test.hpp"
 #include <unistd.h>
 
 #include <cstdint>
@@ -23,25 +25,8 @@ using lowbit::Tensor;
 
 namespace {
 
-class NpyTest : public ::testing::Test {
+class NpyTest : public lowbit::testing::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / fmt::format("lowbit_npy_{}_{}", ::getpid(), info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  fs::path file(const std::string& name) const { return dir_ / name; }
-
-  fs::path write_raw(const std::string& name, const std::string& bytes) const {
-    const fs::path p = file(name);
-    std::ofstream out(p, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-
   // A .npy file per the spec: magic, version, LE header length, header padded with spaces to
   // a 64-byte multiple and terminated by '\n' (unless newline is false), then data.
   fs::path write_npy_bytes(const std::string& name, const std::string& dict, const std::string& data,
@@ -56,7 +41,6 @@ class NpyTest : public ::testing::Test {
     return write_raw(name, bytes + header + data);
   }
 
-  fs::path dir_;
 };
 
 // Asserts that fn throws lowbit::Error whose message contains word (and the file name).

@@ -1,6 +1,8 @@
 // Tests for sim/safetensors: round trips for every dtype, byte-exact output against a file built
 // by hand from the safetensors format description, and one test per malformed-file case.
 #include <gtest/gtest.h>
+
+#include "tests/sim/temp_dir_test.hpp"
 #include <unistd.h>
 
 #include <cstdint>
@@ -23,25 +25,8 @@ using lowbit::Tensor;
 
 namespace {
 
-class SafetensorsTest : public ::testing::Test {
+class SafetensorsTest : public lowbit::testing::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / fmt::format("lowbit_st_{}_{}", ::getpid(), info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  fs::path file(const std::string& name) const { return dir_ / name; }
-
-  fs::path write_raw(const std::string& name, const std::string& bytes) const {
-    const fs::path p = file(name);
-    std::ofstream out(p, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-
   // Spec layout: u64 LE header length, the JSON header, then the data buffer.
   fs::path write_st(const std::string& name, const std::string& json, const std::string& data) const {
     return write_raw(name, le64(json.size()) + json + data);
@@ -58,7 +43,6 @@ class SafetensorsTest : public ::testing::Test {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
 
-  fs::path dir_;
 };
 
 void expect_error(const std::function<void()>& fn, const std::string& word) {

@@ -2,6 +2,8 @@
 // known bit patterns (and all 2^16 F16 codes against an ldexp oracle), integer widening, and
 // the load_tensors() spec forms.
 #include <gtest/gtest.h>
+
+#include "tests/sim/temp_dir_test.hpp"
 #include <unistd.h>
 
 #include <cmath>
@@ -168,22 +170,17 @@ TEST(ToF32, EveryDtype) {
   EXPECT_EQ(lowbit::to_f32(make<float>(DType::F32, {}, {0.25f})), std::vector<float>{0.25f});
 }
 
-class LoadTensorsTest : public ::testing::Test {
+class LoadTensorsTest : public lowbit::testing::TempDirTest {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / fmt::format("lowbit_io_{}_{}", ::getpid(), info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    TempDirTest::SetUp();
     const std::vector<float> a = {1, 2, 3, 4, 5, 6};
     const std::vector<float> b = {-1};
     lowbit::write_npy(dir_ / "x.npy", lowbit::tensor_from_f32({2, 3}, a));
     lowbit::write_safetensors(dir_ / "m.safetensors", {lowbit::tensor_from_f32({2, 3}, a, "layer.0:w"),
                                                         lowbit::tensor_from_f32({}, b, "bias")});
   }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string spec(const std::string& s) const { return (dir_ / s).string(); }
-  fs::path dir_;
 };
 
 TEST_F(LoadTensorsTest, Npy) {
