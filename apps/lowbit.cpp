@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/commands.hpp"
 #include "formats/error.hpp"
 #include "formats/registry.hpp"
 #include "sim/axis.hpp"
@@ -290,6 +291,10 @@ int main(int argc, char** argv) {
   synth->add_option("--name", name, "tensor name (safetensors output)");
   synth->add_option("--out,-o", out, "output .npy or .safetensors")->required();
 
+  lowbit::cli::Commands commands;
+  lowbit::cli::add_analysis_commands(app, commands);
+  lowbit::cli::add_sweep_commands(app, commands);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -301,6 +306,8 @@ int main(int argc, char** argv) {
     if (*dequantize) return cmd_dequantize(packed, out);
     if (*error) return cmd_error(specs, in, json, axis);
     if (*synth) return cmd_synth(dist, shape, seed, out, name);
+    for (const auto& c : commands)
+      if (*c.sub) return c.run();
   } catch (const Error& e) {
     std::fprintf(stderr, "lowbit: error: %s\n", e.what());
     return 1;

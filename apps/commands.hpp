@@ -1,0 +1,24 @@
+// Subcommand registration for the lowbit CLI: each apps/cmd_*.cpp adds its subcommands to the
+// app and returns what to run when that subcommand was given. main() (apps/lowbit.cpp) parses,
+// runs the chosen command and turns every lowbit::Error into one "lowbit: error: ..." line.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace lowbit::cli {
+
+struct Command {
+  CLI::App* sub = nullptr;
+  std::function<int()> run;  // exit status; throws lowbit::Error on bad input
+};
+
+using Commands = std::vector<Command>;
+
+// apps/cmd_analysis.cpp: `bounds` (error-bound propositions).
+void add_analysis_commands(CLI::App& app, Commands& out);
+// apps/cmd_sweep.cpp: `sweep FILE`.
+void add_sweep_commands(CLI::App& app, Commands& out);
+
+}  // namespace lowbit::cli

@@ -1,0 +1,96 @@
+// QuantizedLinear, RTN and the linear-algorithm registry (see linear.hpp).
+#include "quantizers/linear.hpp"
+
+#include <fmt/format.h>
+
+#include "formats/error.hpp"
+
+namespace lowbit::quant {
+
+MatrixF QuantizedLinear::transform(const MatrixF& x) const {
+  MatrixF t = x;
+  if (smooth.size() != 0) {
+    if (smooth.size() != x.cols())
+      throw Error(fmt::format("{}: smoothing factors have {} entries for {} input features", algorithm,
+                              smooth.size(), x.cols()));
+    t = (t.array().rowwise() / smooth.transpose().array()).matrix();
+  }
+  if (rotation) rotation->apply(t);
+  return t;
+}
+
+MatrixF QuantizedLinear::forward(const MatrixF& x) const {
+  if (x.cols() != weight.cols())
+    throw Error(fmt::format("{}: activations have {} columns but the layer has {} input features", algorithm,
+                            x.cols(), weight.cols()));
+  const MatrixF xt = transform(x);
+  const MatrixF xq = (act && !act->is_identity()) ? act->quantize(xt) : xt;
+  MatrixD y = xq.cast<double>() * weight.cast<double>().transpose();
+  if (rank() > 0) {
+    const MatrixF xb = branch_fp16 ? round_fp16(xt) : xt;
+    MatrixF down = (xb.cast<double>() * lr_down.cast<double>().transpose()).cast<float>();
+    if (branch_fp16) down = round_fp16(down);
+    y += down.cast<double>() * lr_up.cast<double>().transpose();
+  }
+  if (bias.size() != 0) y.rowwise() += bias.cast<double>().transpose();
+  return y.cast<float>();
+}
+
+double QuantizedLinear::weight_bits_per_element() const {
+  const double m = static_cast<double>(weight.cols()), n = static_cast<double>(weight.rows());
+  if (m == 0 || n == 0) return weight_bits;
+  return weight_bits + 16.0 * static_cast<double>(rank()) * (m + n) / (m * n);
+}
+
+double calibration_error(const LinearProblem& p, const QuantizedLinear& q) {
+  return output_sq_error(linear_forward(p.x, p.w, p.bias), q.forward(p.x));
+}
+
+namespace {
+void check_problem(const LinearProblem& p) {
+  if (!p.wq || !p.aq) throw Error("linear problem: weight and activation quantizers must be set");
+  if (p.w.size() == 0 || p.x.size() == 0) throw Error("linear problem: empty activations or weight");
+  if (p.x.cols() != p.w.cols())
+    throw Error(fmt::format("linear problem: activations have {} columns but the weight has {} input features",
+                            p.x.cols(), p.w.cols()));
+  if (p.bias.size() != 0 && p.bias.size() != p.w.rows())
+    throw Error(fmt::format("linear problem: bias has {} entries for {} output features", p.bias.size(), p.w.rows()));
+}
+}  // namespace
+
+QuantizedLinear rtn_linear(const LinearProblem& p) {
+  check_problem(p);
+  QuantizedLinear q;
+  q.algorithm = "rtn";
+  q.act = p.aq->calibrate(p.x);
+  q.weight = p.wq->quantize(p.w);
+  q.bias = p.bias;
+  q.weight_bits = p.wq->bits_per_element(p.w.rows(), p.w.cols());
+  q.act_bits = p.aq->bits_per_element(p.x.rows(), p.x.cols());
+  return q;
+}
+
+const std::vector<LinearAlgorithmEntry>& linear_algorithms() {
+  static const std::vector<LinearAlgorithmEntry> entries = {
+      {"rtn", "round-to-nearest of both sides, no transform (the naive baseline)", "",
+       [](const LinearProblem& p, Spec&) { return rtn_linear(p); }},
+  };
+  return entries;
+}
+
+QuantizedLinear quantize_linear(std::string_view text, const LinearProblem& p) {
+  check_problem(p);
+  Spec spec(text);
+  for (const auto& e : linear_algorithms()) {
+    if (e.name != spec.name()) continue;
+    QuantizedLinear q = e.run(p, spec);
+    spec.finish(e.options);
+    if (q.algorithm.empty()) q.algorithm = spec.text();
+    return q;
+  }
+  std::string names;
+  for (const auto& e : linear_algorithms()) names += (names.empty() ? "" : ", ") + e.name;
+  throw Error(fmt::format("unknown algorithm '{}' (known: {})", spec.name(), names));
+}
+
+}  // namespace lowbit::quant

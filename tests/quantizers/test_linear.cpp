@@ -1,0 +1,64 @@
+// QuantizedLinear and the RTN baseline on hand-computable cases.
+#include <gtest/gtest.h>
+
+#include "formats/error.hpp"
+#include "quantizers/linear.hpp"
+
+namespace lowbit::quant {
+namespace {
+
+MatrixF ramp(int64_t rows, int64_t cols, float scale) {
+  MatrixF m(rows, cols);
+  for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = scale * static_cast<float>((i * 37) % 23 - 11);
+  return m;
+}
+
+TEST(Linear, ForwardMatchesDoubleGemm) {
+  const MatrixF x = ramp(3, 8, 0.25f), w = ramp(5, 8, 0.5f);
+  VectorF b(5);
+  b << 1, 2, 3, 4, 5;
+  const MatrixF y = linear_forward(x, w, b);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 5; ++j) {
+      double acc = b(j);
+      for (int k = 0; k < 8; ++k) acc += static_cast<double>(x(i, k)) * w(j, k);
+      EXPECT_EQ(y(i, j), static_cast<float>(acc));
+    }
+}
+
+TEST(Linear, RtnWithNoQuantizersIsExact) {
+  LinearProblem p{ramp(4, 16, 0.1f), ramp(6, 16, 0.3f), VectorF(), make_quantizer("none"), make_quantizer("none")};
+  const QuantizedLinear q = quantize_linear("rtn", p);
+  EXPECT_EQ(calibration_error(p, q), 0.0);
+  EXPECT_EQ(q.weight_bits_per_element(), 32.0);
+}
+
+TEST(Linear, RtnQuantizesBothSidesWithTheFormat) {
+  LinearProblem p{ramp(4, 16, 0.1f), ramp(6, 16, 0.3f), VectorF(), make_quantizer("int4:g8"),
+                  make_quantizer("int4:g8")};
+  const QuantizedLinear q = quantize_linear("rtn", p);
+  const MatrixF want = linear_forward(p.aq->quantize(p.x), p.wq->quantize(p.w));
+  EXPECT_EQ(sq_diff(q.forward(p.x), want), 0.0);
+  EXPECT_GT(calibration_error(p, q), 0.0);
+  EXPECT_DOUBLE_EQ(q.weight_bits, 4.0 + 32.0 / 8);  // int4 codes + one fp32 scale per 8
+}
+
+TEST(Linear, LowRankBranchBitsAreCounted) {
+  QuantizedLinear q;
+  q.weight = MatrixF::Zero(64, 128);
+  q.lr_up = MatrixF::Zero(64, 8);
+  q.lr_down = MatrixF::Zero(8, 128);
+  q.weight_bits = 4.25;
+  EXPECT_DOUBLE_EQ(q.weight_bits_per_element(), 4.25 + 16.0 * 8 * (64 + 128) / (64.0 * 128));
+}
+
+TEST(Linear, BadProblemsGetClearErrors) {
+  LinearProblem p{ramp(4, 16, 0.1f), ramp(6, 8, 0.3f), VectorF(), make_quantizer("none"), make_quantizer("none")};
+  EXPECT_THROW(quantize_linear("rtn", p), Error);
+  p.w = ramp(6, 16, 0.3f);
+  EXPECT_THROW(quantize_linear("nosuch", p), Error);
+  EXPECT_THROW(quantize_linear("rtn:rank=3", p), Error);
+}
+
+}  // namespace
+}  // namespace lowbit::quant
