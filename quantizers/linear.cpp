@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include "formats/error.hpp"
+#include "quantizers/smoothing.hpp"
+#include "quantizers/svd_lowrank.hpp"
 
 namespace lowbit::quant {
 
@@ -74,6 +76,13 @@ const std::vector<LinearAlgorithmEntry>& linear_algorithms() {
   static const std::vector<LinearAlgorithmEntry> entries = {
       {"rtn", "round-to-nearest of both sides, no transform (the naive baseline)", "",
        [](const LinearProblem& p, Spec&) { return rtn_linear(p); }},
+      {"smoothquant", "SmoothQuant smoothing λ = span_x^α / span_w^β, then RTN; alpha=search runs SVDQuant's 39-candidate grid",
+       "alpha=0.5|search, beta=1-alpha, span=absmax|rms, grid=20", smoothquant_linear},
+      {"svdquant", "SVDQuant: smoothing (low-rank-aware search) + rank-r 16-bit SVD branch + quantised residual, refinement",
+       "rank=32, smooth=search|off|ALPHA, iters=1, early_stop=on|off, grid=20, span=absmax|rms", svdquant_linear},
+      {"svd", "the SVD low-rank branch alone (no smoothing, one shot): SVDQuant's 'SVD only' ablation", "rank=32",
+       svd_only_linear},
+      {"lorc", "LoRC: RTN weights plus a rank-r 16-bit branch of the weight error W - Q(W)", "rank=32", lorc_linear},
   };
   return entries;
 }
