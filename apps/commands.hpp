@@ -3,6 +3,7 @@
 // runs the chosen command and turns every lowbit::Error into one "lowbit: error: ..." line.
 #pragma once
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +19,10 @@ using Commands = std::vector<Command>;
 
 // apps/cmd_analysis.cpp: `bounds` (error-bound propositions).
 void add_analysis_commands(CLI::App& app, Commands& out);
+// apps/cmd_linear.cpp: `algorithms`, and the algorithm mode of `error`.
+void add_linear_commands(CLI::App& app, Commands& out);
+int run_error_algorithms(const std::string& in, const std::string& weight, const std::string& algos,
+                         const std::string& wq, const std::string& aq, bool json);
 // apps/cmd_sweep.cpp: `sweep FILE`.
 void add_sweep_commands(CLI::App& app, Commands& out);
 

@@ -277,8 +277,13 @@ int main(int argc, char** argv) {
 
   std::string specs;
   auto* error = app.add_subcommand("error", "rounding error of formats on tensors");
-  error->add_option("--formats,-f", specs, "comma-separated format specs")->required();
+  std::string weight, algos, wq = "int4:g64", aq = "int4:g64";
+  error->add_option("--formats,-f", specs, "comma-separated format specs (tensor mode)");
   error->add_option("--in,-i", in, "X.npy | X.safetensors[:name]")->required();
+  error->add_option("--weight,-w", weight, "layer weight [out, in]: algorithm mode, the error is the layer output's");
+  error->add_option("--algorithms,-a", algos, "comma-separated algorithm specs (lowbit algorithms), with --weight");
+  error->add_option("--wq", wq, "weight-side quantizer: a format spec, rtn:..., or none")->capture_default_str();
+  error->add_option("--aq", aq, "activation-side quantizer: a format spec, rtn:..., or none")->capture_default_str();
   error->add_flag("--json", json, "machine-readable output");
   error->add_option("--axis", axis, "axis the groups run along (default -1, the last)")->capture_default_str();
 
@@ -293,6 +298,7 @@ int main(int argc, char** argv) {
 
   lowbit::cli::Commands commands;
   lowbit::cli::add_analysis_commands(app, commands);
+  lowbit::cli::add_linear_commands(app, commands);
   lowbit::cli::add_sweep_commands(app, commands);
 
   try {
@@ -304,7 +310,15 @@ int main(int argc, char** argv) {
     if (*formats) return cmd_formats(json);
     if (*quantize) return cmd_quantize(spec, in, out, codes, scales, packed, axis);
     if (*dequantize) return cmd_dequantize(packed, out);
-    if (*error) return cmd_error(specs, in, json, axis);
+    if (*error) {
+      if (weight.empty() != algos.empty()) throw Error("error: --weight and --algorithms go together");
+      if (!algos.empty()) {
+        if (!specs.empty()) throw Error("error: give --formats (tensor mode) or --weight/--algorithms, not both");
+        return lowbit::cli::run_error_algorithms(in, weight, algos, wq, aq, json);
+      }
+      if (specs.empty()) throw Error("error: --formats is required (or --weight with --algorithms)");
+      return cmd_error(specs, in, json, axis);
+    }
     if (*synth) return cmd_synth(dist, shape, seed, out, name);
     for (const auto& c : commands)
       if (*c.sub) return c.run();

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "formats/error.hpp"
+#include "quantizers/quartz.hpp"
 #include "quantizers/smoothing.hpp"
 #include "quantizers/svd_lowrank.hpp"
 
@@ -82,6 +83,8 @@ const std::vector<LinearAlgorithmEntry>& linear_algorithms() {
        "rank=32, smooth=search|off|ALPHA, iters=1, early_stop=on|off, grid=20, span=absmax|rms", svdquant_linear},
       {"svd", "the SVD low-rank branch alone (no smoothing, one shot): SVDQuant's 'SVD only' ablation", "rank=32",
        svd_only_linear},
+      {"quartz", "QuaRTZ: lzs4 activations (INT8 stage + LZS) with a chosen weight scheme",
+       "g=16, s8=token|tensor, calib=absmax|minmax, round=trunc|rne, w=given|int4_row|int4_g64|lzs", quartz_linear},
       {"lorc", "LoRC: RTN weights plus a rank-r 16-bit branch of the weight error W - Q(W)", "rank=32", lorc_linear},
   };
   return entries;

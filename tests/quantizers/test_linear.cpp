@@ -62,3 +62,23 @@ TEST(Linear, BadProblemsGetClearErrors) {
 
 }  // namespace
 }  // namespace lowbit::quant
+
+namespace lowbit::quant {
+namespace {
+
+TEST(Linear, QuartzUsesTheLzsFormatOnActivationsAndTheChosenWeightScheme) {
+  const MatrixF x = ramp(8, 64, 0.07f), w = ramp(16, 64, 0.02f);
+  LinearProblem p{x, w, VectorF(), make_quantizer("int8:row"), make_quantizer("none")};
+  const QuantizedLinear q = quantize_linear("quartz", p);
+  EXPECT_EQ(sq_diff(q.act->quantize(x), make_quantizer("lzs4:g16:s8=token")->quantize(x)), 0.0);
+  EXPECT_EQ(sq_diff(q.weight, make_quantizer("int8:row")->quantize(w)), 0.0);
+  const QuantizedLinear q2 = quantize_linear("quartz:g=32:s8=tensor:round=rne:w=int4_g64", p);
+  EXPECT_EQ(sq_diff(q2.act->quantize(x), make_quantizer("lzs4:g32:s8=tensor:round=rne")->quantize(x)), 0.0);
+  EXPECT_EQ(sq_diff(q2.weight, make_quantizer("int4:g64")->quantize(w)), 0.0);
+  EXPECT_EQ(q2.info["weight_format"], "int4:g64");
+  EXPECT_THROW(quantize_linear("quartz:w=int3", p), Error);
+  EXPECT_THROW(quantize_linear("quartz:s8=row", p), Error);
+}
+
+}  // namespace
+}  // namespace lowbit::quant
