@@ -46,7 +46,12 @@ std::string num(double v) {
 const char* yes_no(bool b) { return b ? "yes" : "no"; }
 
 Tensor load_one(const std::string& spec, const char* flag) {
-  std::vector<Tensor> ts = load_tensors(spec);
+  std::vector<Tensor> ts;
+  try {
+    ts = load_tensors(spec);
+  } catch (const Error& e) {
+    throw Error(fmt::format("{} {}", flag, e.what()));
+  }
   if (ts.size() != 1) {
     std::vector<std::string> names;
     for (const auto& t : ts) names.push_back(t.name);

@@ -122,9 +122,17 @@ Prop41Result check_prop41(const quant::MatrixF& x, const quant::MatrixF& w, cons
   r.m = x.cols();
   r.n = w.rows();
   r.sample_rows = sample_rows;
-  const quant::QuantizerPtr qxc = qx->calibrate(x);
-  const quant::MatrixF qwm = qw->quantize(w);
-  const quant::MatrixF qxm = qxc->quantize(x);
+  // Quantizer errors name the side they come from.
+  const auto apply = [](const char* side, const quant::MatrixF& m, auto&& f) {
+    try {
+      return f();
+    } catch (const Error& e) {
+      throw Error(fmt::format("Prop 4.1: quantising {} ({} x {}): {}", side, m.rows(), m.cols(), e.what()));
+    }
+  };
+  const quant::QuantizerPtr qxc = apply("X", x, [&] { return qx->calibrate(x); });
+  const quant::MatrixF qwm = apply("W", w, [&] { return qw->quantize(w); });
+  const quant::MatrixF qxm = apply("X", x, [&] { return qxc->quantize(x); });
   if (qwm.rows() != w.rows() || qwm.cols() != w.cols() || qxm.rows() != x.rows() || qxm.cols() != x.cols())
     throw Error("Prop 4.1: a quantizer changed the shape of its input");
   const WeightSide ws(w, qwm);
@@ -134,7 +142,7 @@ Prop41Result check_prop41(const quant::MatrixF& x, const quant::MatrixF& w, cons
   for (int64_t r0 = 0; r0 < r.b; r0 += sample_rows) {
     const int64_t rows = std::min(sample_rows, r.b - r0);
     const quant::MatrixF xs = x.middleRows(r0, rows);
-    Prop41Sample s = terms(xs, qxc->quantize(xs), ws);
+    Prop41Sample s = terms(xs, apply("X", xs, [&] { return qxc->quantize(xs); }), ws);
     s.row_begin = r0;
     r.samples_held += s.held;
     slacks.push_back(s.slack);
