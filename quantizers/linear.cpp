@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "formats/error.hpp"
+#include "quantizers/pts.hpp"
 #include "quantizers/quartz.hpp"
 #include "quantizers/smoothing.hpp"
 #include "quantizers/svd_lowrank.hpp"
@@ -85,6 +86,8 @@ const std::vector<LinearAlgorithmEntry>& linear_algorithms() {
        svd_only_linear},
       {"quartz", "QuaRTZ: lzs4 activations (INT8 stage + LZS) with a chosen weight scheme",
        "g=16, s8=token|tensor, calib=absmax|minmax, round=trunc|rne, w=given|int4_row|int4_g64|lzs", quartz_linear},
+      {"pts", "DMQ channel-wise power-of-two activation scaling with kappa voting (ALGORITHMS.md §5.3)",
+       kPtsLinearOptions, [](const LinearProblem& p, Spec& s) { return pts_linear(p, s); }},
       {"lorc", "LoRC: RTN weights plus a rank-r 16-bit branch of the weight error W - Q(W)", "rank=32", lorc_linear},
   };
   return entries;

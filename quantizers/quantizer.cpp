@@ -5,6 +5,7 @@
 
 #include "formats/error.hpp"
 #include "formats/registry.hpp"
+#include "quantizers/pts.hpp"
 #include "quantizers/uniform.hpp"
 
 namespace lowbit::quant {
@@ -46,6 +47,7 @@ QuantizerPtr make_quantizer(std::string_view text) {
   if (text == "none" || text == "fp32") return std::make_shared<IdentityQuantizer>();
   Spec spec(text);
   if (spec.name() == "rtn") return make_uniform_quantizer(spec);
+  if (spec.name() == "pts") return make_pts_quantizer(spec);
   return std::make_shared<FormatQuantizer>(make_format(text));
 }
 

@@ -7,6 +7,7 @@
 //  * "rtn:..." — a uniform/minifloat quantizer with the calibration knobs of ALGORITHMS.md §1/§9:
 //    granularity, clipping (absmax, min–max, percentile, MSE search), scale dtype, rounding,
 //    static (calibrated once) or dynamic scales. Grammar in uniform.hpp.
+//  * "pts:..." — DMQ channel-wise power-of-two activation quantizer (pts.hpp), static;
 //  * "none" (alias "fp32") keeps the matrix unchanged.
 #pragma once
 #include <cstdint>
