@@ -102,6 +102,31 @@ expect_error "safetensors name" "nosuch" "$bin" error -f int8 -i "$tmp/t.safeten
 expect_error "bad synth dist" "distribution" "$bin" synth --dist cauchy --out "$tmp/o.npy"
 expect_error "absurd shape" "large" "$bin" synth --shape 100000,100000,1000 --out "$tmp/o.npy"
 
+# 5. algorithm mode of `error`: a layer's output error per algorithm, and its bad input.
+cap="$src/data/captured/dit/tinydit_capture.safetensors"
+if "$bin" error -i "$cap:step033.blocks.3.mlp.fc2.input" -w "$cap:blocks.3.mlp.fc2.weight" \
+     -a rtn,smoothquant,svdquant:rank=8 --json >"$tmp/alg.json"; then
+  python3 - "$tmp/alg.json" <<'PY' && pass "algorithms table" || fail "algorithms table"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert [r["algorithm"] for r in rows] == ["rtn", "smoothquant", "svdquant:rank=8"], rows
+assert all("error" not in r for r in rows), rows
+assert all(0 < r["out_rel_mse"] < 1 for r in rows), rows
+assert rows[2]["rank"] == 8 and rows[2]["weight_bits_per_element"] > rows[0]["weight_bits_per_element"]
+PY
+else
+  fail "algorithms exit status"
+fi
+"$bin" algorithms | grep -q "^svdquant " && pass "algorithms list" || fail "algorithms list"
+expect_error "algorithm mismatch" "features per row" "$bin" error -i "$cap:step033.blocks.3.mlp.fc2.input" \
+  -w "$cap:blocks.3.mlp.fc1.weight" -a rtn
+"$bin" synth --shape 64 --out "$tmp/v.npy" >/dev/null || fail "synth 1-D"
+expect_error "algorithm 1-D" "2-D" "$bin" error -i "$tmp/v.npy" -w "$cap:blocks.3.mlp.fc2.weight" -a rtn
+expect_error "weight without algorithms" "together" "$bin" error -i "$cap:step033.blocks.3.mlp.fc2.input" \
+  -w "$cap:blocks.3.mlp.fc2.weight"
+"$bin" error -i "$cap:step033.blocks.3.mlp.fc2.input" -w "$cap:blocks.3.mlp.fc2.weight" -a svdquant:rank=5000 \
+  | grep -q "n/a: .*rank 5000" && pass "bad algorithm option reported per row" || fail "bad algorithm option reported per row"
+
 if [ "$fails" -ne 0 ]; then
   echo "$fails CLI check(s) failed"
   exit 1
