@@ -9,7 +9,8 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <regex>
+#include <cctype>
+#include <string_view>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -51,6 +52,18 @@ std::string shape_text(const Shape& s) {
   return join(d, "x");
 }
 
+// " (bits=4, group=32)" for the axis values a spec was expanded with, naming it in errors.
+std::string axis_suffix(const AxisValues& ax) {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : ax) parts.push_back(k + "=" + (v.is_string() ? v.get<std::string>() : v.dump()));
+  return parts.empty() ? "" : " (" + join(parts, ", ") + ")";
+}
+
+// "'spec': why", unless the message already names the spec.
+std::string spec_error(const std::string& spec, const std::string& why) {
+  return why.find("'" + spec + "'") != std::string::npos ? why : fmt::format("'{}': {}", spec, why);
+}
+
 // Glob over tensor names: '*' any run of characters (dots included), '?' any one character.
 bool glob_match(std::string_view pat, std::string_view text) {
   size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
@@ -73,24 +86,42 @@ bool glob_match(std::string_view pat, std::string_view text) {
 }
 
 // "step033.blocks.3.mlp.fc2.input" -> step "33", layer "blocks.3.mlp.fc2" (the capture tool's
-// naming, data/captured/README.md); "<layer>.weight" -> layer; a "stepNNN" component elsewhere
-// gives the step only.
+// naming, data/captured/README.md; ".output" and a ".callN" suffix too); "<layer>.weight" ->
+// layer; a "stepNNN" component elsewhere gives the step only. Steps are decimal without
+// leading zeros; more than 18 digits are not a step.
 void parse_captured_name(const std::string& name, std::string& step, std::string& layer) {
-  static const std::regex input_re(R"(^step(\d+)\.(.+)\.(input|output)(\.call\d+)?$)");
-  static const std::regex step_re(R"((^|\.)step(\d+)(\.|$))");
-  std::smatch m;
-  auto number = [](const std::string& digits) {
-    const size_t nz = digits.find_first_not_of('0');
-    return nz == std::string::npos ? std::string("0") : digits.substr(nz);
+  auto digits = [](std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
-  if (std::regex_match(name, m, input_re)) {
-    step = number(m[1].str());
-    layer = m[2].str();
-  } else if (name.size() > 7 && name.ends_with(".weight")) {
-    layer = name.substr(0, name.size() - 7);
-    if (std::regex_search(name, m, step_re)) step = number(m[2].str());
-  } else if (std::regex_search(name, m, step_re)) {
-    step = number(m[2].str());
+  auto step_of = [&](std::string_view comp) -> std::string {
+    if (comp.size() < 5 || !comp.starts_with("step") || !digits(comp.substr(4))) return "";
+    std::string_view d = comp.substr(4);
+    while (d.size() > 1 && d[0] == '0') d.remove_prefix(1);
+    return d.size() <= 18 ? std::string(d) : "";
+  };
+  std::vector<std::string_view> comps;
+  for (size_t start = 0;;) {
+    const size_t dot = name.find('.', start);
+    comps.push_back(std::string_view(name).substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  for (const auto& c : comps) {
+    step = step_of(c);
+    if (!step.empty()) break;
+  }
+  size_t end = comps.size();
+  if (end > 0 && comps[end - 1].starts_with("call") && digits(comps[end - 1].substr(4))) --end;
+  auto join_range = [&](size_t a, size_t b) {
+    std::string out;
+    for (size_t i = a; i < b; ++i) out += (i > a ? "." : "") + std::string(comps[i]);
+    return out;
+  };
+  if (comps.size() >= 3 && !step_of(comps[0]).empty() && end >= 3 &&
+      (comps[end - 1] == "input" || comps[end - 1] == "output")) {
+    layer = join_range(1, end - 1);
+  } else if (comps.size() >= 2 && comps.back() == "weight") {
+    layer = join_range(0, comps.size() - 1);
   }
 }
 
@@ -374,7 +405,7 @@ std::vector<std::pair<int, int>> Parser::captured_pairs(const Json& j, const std
       std::string xs, xl;
       parse_captured_name(xname, xs, xl);
       if (xs.empty() || xl != layer || !xname.ends_with(".input")) continue;
-      const int64_t s = std::stoll(xs);
+      const int64_t s = std::stoll(xs);  // at most 18 digits
       steps_seen.insert(s);
       if (steps && !steps->count(s)) continue;
       SweepTensor x, w;
@@ -418,7 +449,7 @@ std::string Parser::canonical_format(const std::string& spec, const std::string&
   try {
     return spec_cache_[key] = make_format(spec)->spec();
   } catch (const Error& e) {
-    fail(path, fmt::format("'{}': {}", spec, e.what()));
+    fail(path, spec_error(spec, e.what()));
   }
 }
 
@@ -428,7 +459,7 @@ std::string Parser::canonical_quantizer(const std::string& spec, const std::stri
   try {
     return spec_cache_[key] = quant::make_quantizer(spec)->spec();
   } catch (const Error& e) {
-    fail(path, fmt::format("'{}': {}", spec, e.what()));
+    fail(path, spec_error(spec, e.what()));
   }
 }
 
@@ -439,7 +470,7 @@ std::string Parser::checked_algorithm(const std::string& spec, const std::string
   try {
     name = Spec(spec).name();
   } catch (const Error& e) {
-    fail(path, fmt::format("'{}': {}", spec, e.what()));
+    fail(path, spec_error(spec, e.what()));
   }
   std::vector<std::string> known;
   for (const auto& e : quant::linear_algorithms()) {
@@ -479,8 +510,9 @@ SweepPlan Parser::parse(const Json& root) {
     const Json& ax = object(root["axes"], "axes");
     for (const auto& [name, values] : ax.items()) {
       const std::string path = "axes." + name;
-      static const std::regex ident(R"([A-Za-z_][A-Za-z0-9_]*)");
-      if (!std::regex_match(name, ident)) fail(path, "axis names are identifiers (letters, digits, '_')");
+      const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+      if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])) || !std::all_of(name.begin(), name.end(), word))
+        fail(path, "axis names are identifiers (letters, digits, '_')");
       if (std::find(kFixedColumns.begin(), kFixedColumns.end(), name) != kFixedColumns.end() ||
           std::find(kMetricColumns.begin(), kMetricColumns.end(), name) != kMetricColumns.end())
         fail(path, "clashes with a result column of the same name");
@@ -522,7 +554,7 @@ SweepPlan Parser::parse(const Json& root) {
     const auto formats = templates(root, "formats");
     for (size_t i = 0; i < formats.size(); ++i) {
       for (const Expanded& e : formats[i]) {
-        const std::string spec = canonical_format(e.text, fmt::format("formats[{}]", i));
+        const std::string spec = canonical_format(e.text, fmt::format("formats[{}]{}", i, axis_suffix(e.axes)));
         for (int t : tensors) {
           SweepCell c;
           c.kind = SweepCell::Kind::Tensor;
@@ -573,9 +605,11 @@ SweepPlan Parser::parse(const Json& root) {
           for (auto& [text, ax] : expanded) {
             for (const auto& [name, v] : ax) used_axes_.insert(name);
             const size_t s1 = text.find('\x1f'), s2 = text.find('\x1f', s1 + 1);
-            const std::string a = checked_algorithm(text.substr(0, s1), fmt::format("algorithms[{}]", ia));
-            const std::string w = canonical_quantizer(text.substr(s1 + 1, s2 - s1 - 1), fmt::format("weight_formats[{}]", iw));
-            const std::string x = canonical_quantizer(text.substr(s2 + 1), fmt::format("act_formats[{}]", ix));
+            const std::string sfx = axis_suffix(ax);
+            const std::string a = checked_algorithm(text.substr(0, s1), fmt::format("algorithms[{}]{}", ia, sfx));
+            const std::string w =
+                canonical_quantizer(text.substr(s1 + 1, s2 - s1 - 1), fmt::format("weight_formats[{}]{}", iw, sfx));
+            const std::string x = canonical_quantizer(text.substr(s2 + 1), fmt::format("act_formats[{}]{}", ix, sfx));
             for (const auto& [xi, wi] : pairs) {
               SweepCell c;
               c.kind = SweepCell::Kind::Linear;

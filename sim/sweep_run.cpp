@@ -87,7 +87,10 @@ Json describe(const SweepPlan& plan, const SweepCell& c, const std::vector<Shape
   row["source"] = x.source;
   row["tensor"] = x.label();
   if (x.synthetic) row["seed"] = x.seed;
-  if (!x.step.empty()) row["step"] = std::stoll(x.step);
+  if (!x.step.empty()) {
+    // An integer column; a step too long for int64 stays text.
+    row["step"] = x.step.size() <= 18 ? Json(std::stoll(x.step)) : Json(x.step);
+  }
   if (!x.layer.empty()) row["layer"] = x.layer;
   if (!shapes.empty() && !shapes[c.tensor].empty()) row["shape"] = shape_text(shapes[c.tensor]);
   if (linear) {
@@ -298,7 +301,8 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& options) {
   std::vector<PairData> pairs(pair_index.size());
   std::vector<std::pair<int, int>> pair_keys(pair_index.size());
   for (const auto& [k, i] : pair_index) pair_keys[i] = k;
-#pragma omp parallel for schedule(dynamic, 1)
+  const int threads = options.threads > 0 ? options.threads : (plan.threads > 0 ? plan.threads : omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t i = 0; i < static_cast<int64_t>(pairs.size()); ++i) {
     PairData& p = pairs[i];
     try {
@@ -382,18 +386,14 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& options) {
     progress.tick(failed);
   };
 
-  const int threads = options.threads > 0 ? options.threads : (plan.threads > 0 ? plan.threads : omp_get_max_threads());
-  if (threads <= 1) {
-    // One cell at a time: the formats' own parallel loops may use every core.
-    for (size_t ci : pending) run_cell(ci);
-  } else {
-    // Cells in parallel; nested regions inside the formats run on one thread each.
-    const int saved_levels = omp_get_max_active_levels();
-    omp_set_max_active_levels(1);
+  // Cells in parallel; the parallel loops inside the formats and Eigen run on one thread each
+  // (with --threads 1 the whole sweep uses one core).
+  // A team of one thread is not an active region, so with one thread no region may be active.
+  const int saved_levels = omp_get_max_active_levels();
+  omp_set_max_active_levels(threads > 1 ? 1 : 0);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t k = 0; k < static_cast<int64_t>(pending.size()); ++k) run_cell(pending[k]);
-    omp_set_max_active_levels(saved_levels);
-  }
+  for (int64_t k = 0; k < static_cast<int64_t>(pending.size()); ++k) run_cell(pending[k]);
+  omp_set_max_active_levels(saved_levels);
   if (!write_error.empty()) throw Error(fmt::format("{}: {}", result.output.string(), write_error));
   result.seconds = seconds_since(t0);
   return result;
