@@ -116,7 +116,11 @@ QuantizedLinear rotate_linear(const LinearProblem& p, Spec& spec);
 //     ALGORITHMS.md §4.2), or a randomized full Hadamard (small=rht: the matrix the released
 //     code's smoothed Hadamard path multiplies by, QuaRot's random_hadamard_matrix); J ≥ τ →
 //     DuQuant (make_duquant_rotation on X̃).
-// info records J, tau, alpha and the choice ("hadamard" or "duquant").
+// info records J, tau, alpha and the choice ("hadamard" or "duquant"). The released script
+// picks the DuQuant layers by a name list instead of J (ALGORITHMS.md §9.1); a name-list choice
+// is the model driver's: it can call rotate_linear with kind=duquant after ars-style smoothing.
+// Cost of DuQuant: 2·max_steps products of (calibration rows × block) by (block × block) per
+// block (shared: over all blocks stacked), i.e. O(rows·dim·block·max_steps).
 QuantizedLinear ars_linear(const LinearProblem& p, Spec& spec);
 
 }  // namespace lowbit::quant

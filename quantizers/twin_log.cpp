@@ -138,23 +138,26 @@ void tlq_dequant_row(std::span<const float> row, const TwinLogOptions& opt, cons
 
 std::vector<TwinLogParams> tlq_search(const MatrixF& x, const TwinLogOptions& opt) {
   check_bits(opt.bits, "tlq");
+  const int64_t rows = x.rows();
+  // Rows are independent; the tensor total is summed in row order afterwards (deterministic).
+  std::vector<std::array<double, kCandidates>> err(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t r = 0; r < rows; ++r) err[static_cast<size_t>(r)] = row_errors(row_span(x, r), opt);
   std::vector<TwinLogParams> out;
-  out.reserve(static_cast<size_t>(x.rows()));
+  out.reserve(static_cast<size_t>(rows));
   if (opt.select == TwinLogSelect::Row) {
-    for (int64_t r = 0; r < x.rows(); ++r) {
-      const auto err = row_errors(row_span(x, r), opt);
-      const size_t best = static_cast<size_t>(std::min_element(err.begin(), err.end()) - err.begin());
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto& e = err[static_cast<size_t>(r)];
+      const size_t best = static_cast<size_t>(std::min_element(e.begin(), e.end()) - e.begin());
       out.push_back(candidate_params(row_span(x, r), opt, best));
     }
     return out;
   }
   std::array<double, kCandidates> total{};
-  for (int64_t r = 0; r < x.rows(); ++r) {
-    const auto err = row_errors(row_span(x, r), opt);
-    for (size_t k = 0; k < kCandidates; ++k) total[k] += err[k];
-  }
+  for (const auto& e : err)
+    for (size_t k = 0; k < kCandidates; ++k) total[k] += e[k];
   const size_t best = static_cast<size_t>(std::min_element(total.begin(), total.end()) - total.begin());
-  for (int64_t r = 0; r < x.rows(); ++r) out.push_back(candidate_params(row_span(x, r), opt, best));
+  for (int64_t r = 0; r < rows; ++r) out.push_back(candidate_params(row_span(x, r), opt, best));
   return out;
 }
 
