@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "formats/error.hpp"
+#include "quantizers/hadamard.hpp"
 #include "quantizers/pts.hpp"
 #include "quantizers/quartz.hpp"
 #include "quantizers/smoothing.hpp"
@@ -86,6 +87,10 @@ const std::vector<LinearAlgorithmEntry>& linear_algorithms() {
        svd_only_linear},
       {"quartz", "QuaRTZ: lzs4 activations (INT8 stage + LZS) with a chosen weight scheme",
        "g=16, s8=token|tensor, calib=absmax|minmax, round=trunc|rne, w=given|int4_row|int4_g64|lzs", quartz_linear},
+      {"rotate", "one orthogonal rotation of both sides: Hadamard (H_m ⊗ H_2^k), randomized Hadamard, block Hadamard or DuQuant (ALGORITHMS.md §7, §4.2)",
+       "kind=hadamard|rht|block|duquant, block=128, seed=<problem seed>, steps=256, shared", rotate_linear},
+      {"ars", "LRQ-DiT adaptive rotation: SmoothQuant balancing, then block Hadamard if J < tau else DuQuant (ALGORITHMS.md §4.2)",
+       "tau=1, block=128, alpha=0.5, small=block|rht, steps=256, shared, seed=<problem seed>", ars_linear},
       {"pts", "DMQ channel-wise power-of-two activation scaling with kappa voting (ALGORITHMS.md §5.3)",
        kPtsLinearOptions, [](const LinearProblem& p, Spec& s) { return pts_linear(p, s); }},
       {"lorc", "LoRC: RTN weights plus a rank-r 16-bit branch of the weight error W - Q(W)", "rank=32", lorc_linear},

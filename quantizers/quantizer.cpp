@@ -6,6 +6,7 @@
 #include "formats/error.hpp"
 #include "formats/registry.hpp"
 #include "quantizers/pts.hpp"
+#include "quantizers/twin_log.hpp"
 #include "quantizers/uniform.hpp"
 
 namespace lowbit::quant {
@@ -48,6 +49,7 @@ QuantizerPtr make_quantizer(std::string_view text) {
   Spec spec(text);
   if (spec.name() == "rtn") return make_uniform_quantizer(spec);
   if (spec.name() == "pts") return make_pts_quantizer(spec);
+  if (spec.name() == "tlq" || spec.name() == "log2") return make_twin_log_quantizer(spec);
   return std::make_shared<FormatQuantizer>(make_format(text));
 }
 

@@ -8,6 +8,7 @@
 //    granularity, clipping (absmax, min–max, percentile, MSE search), scale dtype, rounding,
 //    static (calibrated once) or dynamic scales. Grammar in uniform.hpp.
 //  * "pts:..." — DMQ channel-wise power-of-two activation quantizer (pts.hpp), static;
+//  * "tlq:..." / "log2:..." — LRQ-DiT twin-log and plain log2 weight quantizers (twin_log.hpp);
 //  * "none" (alias "fp32") keeps the matrix unchanged.
 #pragma once
 #include <cstdint>
