@@ -22,11 +22,13 @@ setup() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
-  # Python oracle for the tests (ml_dtypes pinned: FORMATS.md pins 0.6.0's behaviour).
+  # Python side (local venv, from PyPI): the ml_dtypes oracle of the tests (pinned: FORMATS.md
+  # pins 0.6.0's behaviour), matplotlib for the experiments' plots, and Jupyter's nbconvert +
+  # ipykernel to execute the notebooks headless in the tests.
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/python -c 'import numpy, ml_dtypes' 2>/dev/null ||
-    .venv/bin/pip install -q numpy 'ml_dtypes==0.6.0' ||
-    echo "lowbit: pip install failed; the ml_dtypes oracle test will be skipped" >&2
+  .venv/bin/python -c 'import numpy, ml_dtypes, matplotlib, nbconvert, ipykernel' 2>/dev/null ||
+    .venv/bin/pip install -q numpy 'ml_dtypes==0.6.0' matplotlib nbconvert ipykernel ||
+    echo "lowbit: pip install failed; the ml_dtypes oracle and notebook tests will be skipped" >&2
 }
 
 build() {
