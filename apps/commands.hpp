@@ -23,6 +23,8 @@ void add_analysis_commands(CLI::App& app, Commands& out);
 void add_linear_commands(CLI::App& app, Commands& out);
 int run_error_algorithms(const std::string& in, const std::string& weight, const std::string& algos,
                          const std::string& wq, const std::string& aq, bool json);
+// apps/cmd_mixprec.cpp: `mixprec` (mixed-precision assignment on captured layers).
+void add_mixprec_commands(CLI::App& app, Commands& out);
 // apps/cmd_sweep.cpp: `sweep FILE`.
 void add_sweep_commands(CLI::App& app, Commands& out);
 

@@ -25,6 +25,27 @@
 #include "sim/synthetic.hpp"
 
 namespace lowbit {
+
+bool glob_match(std::string_view pat, std::string_view text) {
+  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pat.size() && (pat[p] == '?' || pat[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pat.size() && pat[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pat.size() && pat[p] == '*') ++p;
+  return p == pat.size();
+}
+
 namespace {
 
 using Json = nlohmann::ordered_json;
@@ -62,27 +83,6 @@ std::string axis_suffix(const AxisValues& ax) {
 // "'spec': why", unless the message already names the spec.
 std::string spec_error(const std::string& spec, const std::string& why) {
   return why.find("'" + spec + "'") != std::string::npos ? why : fmt::format("'{}': {}", spec, why);
-}
-
-// Glob over tensor names: '*' any run of characters (dots included), '?' any one character.
-bool glob_match(std::string_view pat, std::string_view text) {
-  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pat.size() && (pat[p] == '?' || pat[p] == text[t])) {
-      ++p;
-      ++t;
-    } else if (p < pat.size() && pat[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pat.size() && pat[p] == '*') ++p;
-  return p == pat.size();
 }
 
 // "step033.blocks.3.mlp.fc2.input" -> step "33", layer "blocks.3.mlp.fc2" (the capture tool's

@@ -20,6 +20,9 @@
 
 namespace lowbit {
 
+// Glob over tensor names: '*' any run of characters (dots included), '?' any one character.
+bool glob_match(std::string_view pattern, std::string_view text);
+
 // One tensor a sweep reads: a tensor of a .safetensors file, a whole .npy file, or a synthetic
 // tensor (distribution, shape, seed).
 struct SweepTensor {

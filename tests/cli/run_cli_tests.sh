@@ -127,6 +127,22 @@ expect_error "weight without algorithms" "together" "$bin" error -i "$cap:step03
 "$bin" error -i "$cap:step033.blocks.3.mlp.fc2.input" -w "$cap:blocks.3.mlp.fc2.weight" -a svdquant:rank=5000 \
   | grep -q "n/a: .*rank 5000" && pass "bad algorithm option reported per row" || fail "bad algorithm option reported per row"
 
+# 6. mixprec: the exact assignment meets the budget and is no worse than greedy.
+if "$bin" mixprec -i "$cap" --layers 'blocks.*' --budget 4 --json >"$tmp/mp.json"; then
+  python3 - "$tmp/mp.json" <<'PY' && pass "mixprec budget" || fail "mixprec budget"
+import json, sys
+exact, greedy = json.load(open(sys.argv[1]))[:2]
+assert exact["method"] == "exact" and greedy["method"] == "greedy", (exact["method"], greedy["method"])
+assert exact["avg_weight_bits"] <= 4 + 1e-9, exact["avg_weight_bits"]
+assert exact["total_error"] <= greedy["total_error"] + 1e-12
+assert len(exact["layers"]) == 40, len(exact["layers"])
+PY
+else
+  fail "mixprec exit status"
+fi
+expect_error "mixprec no layers" "no layer" "$bin" mixprec -i "$cap" --layers 'nosuch*'
+expect_error "mixprec bad spec" "int99" "$bin" mixprec -i "$cap" --weights int4:g64,int99
+
 if [ "$fails" -ne 0 ]; then
   echo "$fails CLI check(s) failed"
   exit 1
