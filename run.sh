@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # lowbit quick start. Safe to run repeatedly on a fresh Debian 12 machine.
-#   ./run.sh demo   build, then compare formats' rounding error on a captured DiT activation
+#   ./run.sh demo   build, then compare formats' rounding error on a captured DiT activation and
+#                   the PTQ algorithms' output error on that layer
 #   ./run.sh test   build, then run the whole test suite (ctest), exhaustive checks included
-#   ./run.sh setup  only install the Debian packages lowbit builds with
+#   ./run.sh setup  only install the Debian packages lowbit builds with and the local Python venv
 #   ./run.sh bench  build, then run the CPU benchmarks (one core)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -44,6 +45,11 @@ case "${1:-}" in
     # A real activation: the input of blocks.3.mlp.fc2 of the shipped DiT at sampling step 33/50.
     ./build/default/lowbit error --in data/captured/dit/tinydit_capture.safetensors:step033.blocks.3.mlp.fc2.input \
       --formats int8:row,fp8_e4m3,fp8_e5m2,int4:g64,uint4:g64,int4:g128,fp4_e2m1:g16:scale=e4m3,mxfp8_e4m3,mxfp6_e2m3,mxfp4,mxfp4:scale=rceil,nvfp4,nf4,lzs4:g16
+    # The same layer as a W4A4 linear layer (its captured weight): the PTQ algorithms' output error.
+    cap=data/captured/dit/tinydit_capture.safetensors
+    ./build/default/lowbit error --in $cap:step033.blocks.3.mlp.fc2.input --weight $cap:blocks.3.mlp.fc2.weight \
+      --wq int4:g64 --aq int4:g64 \
+      --algorithms rtn,smoothquant:alpha=search,svd:rank=32,lorc:rank=32,svdquant:rank=32,svdquant:rank=32:iters=100,rotate,ars,pts:abits=4,quartz
     ;;
   test)
     build
