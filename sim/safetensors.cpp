@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/error.hpp"
+#include "sim/json_strict.hpp"
 #include "sim/tensor_io.hpp"
 
 namespace lowbit {
@@ -45,35 +46,7 @@ struct Index {
   std::map<std::string, std::string> metadata;
 };
 
-// Parses the header JSON, rejecting duplicate keys in any object (nlohmann would silently
-// keep one of them).
-Json parse_header_json(std::string_view text, const std::string& file) {
-  std::vector<std::set<std::string>> keys;
-  std::optional<std::string> duplicate;
-  Json::parser_callback_t cb = [&](int, Json::parse_event_t event, Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start: keys.emplace_back(); break;
-      case Json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
-        break;
-      case Json::parse_event_t::key:
-        if (!keys.empty() && parsed.is_string() &&
-            !keys.back().insert(parsed.get<std::string>()).second && !duplicate)
-          duplicate = parsed.get<std::string>();
-        break;
-      default: break;
-    }
-    return true;
-  };
-  Json j;
-  try {
-    j = Json::parse(text.begin(), text.end(), cb);
-  } catch (const Json::exception& e) {
-    throw Error(fmt::format("{}: header is not valid JSON: {}", file, e.what()));
-  }
-  if (duplicate) throw Error(fmt::format("{}: duplicate key '{}' in the header", file, *duplicate));
-  return j;
-}
+Json parse_header_json(std::string_view text, const std::string& file) { return parse_json_strict(text, file + ": header"); }
 
 uint64_t get_offset(const Json& v, const std::string& where) {
   if (!v.is_number_unsigned())

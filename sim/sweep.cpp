@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "formats/error.hpp"
+#include "sim/json_strict.hpp"
 #include "formats/registry.hpp"
 #include "formats/spec.hpp"
 #include "quantizers/linear.hpp"
@@ -125,34 +126,7 @@ void parse_captured_name(const std::string& name, std::string& step, std::string
   }
 }
 
-// Parses JSON text, rejecting duplicate keys in any object (nlohmann would keep the last).
-Json parse_json(std::string_view text, const std::string& label) {
-  std::vector<std::set<std::string>> keys;
-  std::optional<std::string> duplicate;
-  Json::parser_callback_t cb = [&](int, Json::parse_event_t event, Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start: keys.emplace_back(); break;
-      case Json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
-        break;
-      case Json::parse_event_t::key:
-        if (!keys.empty() && parsed.is_string() && !keys.back().insert(parsed.get<std::string>()).second &&
-            !duplicate)
-          duplicate = parsed.get<std::string>();
-        break;
-      default: break;
-    }
-    return true;
-  };
-  Json j;
-  try {
-    j = Json::parse(text.begin(), text.end(), cb);
-  } catch (const Json::exception& e) {
-    throw Error(fmt::format("{}: not valid JSON: {}", label, e.what()));
-  }
-  if (duplicate) throw Error(fmt::format("{}: duplicate key '{}'", label, *duplicate));
-  return j;
-}
+Json parse_json(std::string_view text, const std::string& label) { return parse_json_strict(text, label); }
 
 // Builds a plan from the parsed JSON; every error names the file and the key path.
 class Parser {

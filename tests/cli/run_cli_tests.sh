@@ -5,26 +5,8 @@
 set -uo pipefail
 src=${1:?source dir}
 bin=${LOWBIT:?LOWBIT must point at the lowbit binary}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; fails=$((fails + 1)); }
-
-# expect_error NAME WORD CMD...: exit 1, one stderr line starting "lowbit: error:" containing WORD.
-expect_error() {
-  local name=$1 word=$2
-  shift 2
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  local lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^lowbit: error: .*$word" "$tmp/err"; then
-    pass "$name"
-  else
-    fail "$name (rc=$rc, stderr: $(head -c 300 "$tmp/err"))"
-  fi
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # 1. formats lists every family.
 if "$bin" formats >"$tmp/formats.txt"; then
@@ -143,8 +125,4 @@ fi
 expect_error "mixprec no layers" "no layer" "$bin" mixprec -i "$cap" --layers 'nosuch*'
 expect_error "mixprec bad spec" "int99" "$bin" mixprec -i "$cap" --weights int4:g64,int99
 
-if [ "$fails" -ne 0 ]; then
-  echo "$fails CLI check(s) failed"
-  exit 1
-fi
-echo "all CLI checks passed"
+finish "CLI"

@@ -5,24 +5,8 @@
 set -uo pipefail
 src=${1:?source dir}
 bin=${LOWBIT:?LOWBIT must point at the lowbit binary}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-fail() { echo "FAIL $1"; fails=$((fails + 1)); }
-
-expect_error() {
-  local name=$1 word=$2
-  shift 2
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qF -- "$word" "$tmp/err" &&
-     grep -q "^lowbit: error: " "$tmp/err"; then
-    pass "$name"
-  else
-    fail "$name (rc=$rc, stderr: $(head -c 300 "$tmp/err"))"
-  fi
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 cat >"$tmp/s.json" <<EOF
 {"name": "cli", "root": "$src", "output": "$tmp/res",
@@ -74,5 +58,4 @@ printf '{"tensors": [{"synthetic": "gaussian", "shape": [4, 64]}], "formats": ["
 expect_error "unknown key" "b4.json: thread: unknown key" "$bin" sweep "$tmp/b4.json"
 expect_error "missing file" "cannot open" "$bin" sweep "$tmp/none.json"
 
-[ "$fails" -eq 0 ] && echo "all sweep CLI tests passed" || echo "$fails sweep CLI tests failed"
-exit $((fails > 0))
+finish "sweep CLI"
