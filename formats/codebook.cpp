@@ -788,6 +788,11 @@ class CodebookFormat final : public TensorFormat {
 
   std::string spec() const override { return spec_; }
   std::string family() const override { return "codebook"; }
+  FormatParams params() const override {
+    static_assert(static_cast<int>(Kind::User) == static_cast<int>(CodebookKind::User));
+    return CodebookParams{static_cast<CodebookKind>(kind_), table_, code_bits_, block_, dq_,
+                          backend_ == Backend::Cuda ? CodebookBackend::Cuda : CodebookBackend::Torch, hi_nibble_};
+  }
   int code_bits() const override { return code_bits_; }
 
   double bits_per_element(const Shape& shape) const override {

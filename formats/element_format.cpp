@@ -33,8 +33,6 @@ namespace lowbit {
 
 namespace {
 
-enum class Granularity { None, Group, Row, Col, Tensor };
-
 template <FloatFormat F>
 struct StaticFloat {
   static constexpr FloatFormat f = F;
@@ -82,6 +80,9 @@ class ElementFormat final : public TensorFormat {
 
   std::string spec() const override { return spec_; }
   std::string family() const override { return is_int_ ? "int" : "float"; }
+  FormatParams params() const override {
+    return ElementParams{is_int_, ff_, fi_, pol_, gran_, group_, scale_fmt_, scale_round_, op_mul_, asym_, full_range_};
+  }
   int code_bits() const override { return is_int_ ? fi_.bits : ff_.total_bits(); }
 
   double bits_per_element(const Shape& shape) const override {

@@ -292,6 +292,9 @@ class LzsFormat final : public TensorFormat {
 
   std::string spec() const override { return spec_; }
   std::string family() const override { return "lzs"; }
+  FormatParams params() const override {
+    return LzsParams{group_, per_token_, calib_ == Calib::Absmax ? LzsCalib::Absmax : LzsCalib::Minmax, round_};
+  }
   int code_bits() const override { return 4; }
 
   double bits_per_element(const Shape& shape) const override {

@@ -355,6 +355,7 @@ class MxFormat final : public TensorFormat {
  public:
   MxFormat(std::string name, MxOptions o) : name_(std::move(name)), o_(o) {}
 
+  FormatParams params() const override { return MxParams{E, o_}; }
   std::string spec() const override {
     std::string s = name_;
     if (o_.scale != MxScaleRule::Floor) s += fmt::format(":scale={}", mx_scale_rule_name(o_.scale));

@@ -320,6 +320,7 @@ class Nvfp4Format final : public TensorFormat {
     return s;
   }
   std::string family() const override { return "nvfp4"; }
+  FormatParams params() const override { return Nvfp4Params{variant_, two_level_, round_, seed_}; }
   int code_bits() const override { return 4; }
   double bits_per_element(const Shape& shape) const override {
     const int64_t n = shape_numel(shape);

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "formats/params.hpp"
+
 namespace lowbit {
 
 using Shape = std::vector<int64_t>;
@@ -75,6 +77,8 @@ class TensorFormat {
   virtual PackedTensor encode(std::span<const float> x, const Shape& shape) const = 0;
   virtual void decode(const PackedTensor& p, std::span<float> out) const = 0;
   virtual void fake_quant(std::span<const float> x, const Shape& shape, std::span<float> out) const;
+  // The parameters the format was built with (formats/params.hpp), for other implementations.
+  virtual FormatParams params() const = 0;
   // One code per element, read from the packed bytes in this format's layout.
   virtual std::vector<uint32_t> unpacked_codes(const PackedTensor& p) const { return element_codes(p); }
 
