@@ -92,6 +92,11 @@ def captured_layers():
     return weights, inputs
 
 
+def write(path, rows, cols):
+    """write_csv with floats to 6 significant digits (keeps the committed CSVs small)."""
+    write_csv(path, [{k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in r.items()} for r in rows], cols)
+
+
 def pmap(fn, items):
     with ThreadPoolExecutor(WORKERS) as ex:
         return list(ex.map(fn, items))
@@ -136,7 +141,7 @@ def prop41(lowbit, out):
             slack_incoherent=math.sqrt(d["m"]) * (a + b) / math.sqrt(a * a + b * b) if a + b > 0 else math.nan,
             out_sqnr_db=d["output"]["sqnr_db"], out_cosine=d["output"]["cosine"]))
     cols = list(rows[0].keys())
-    write_csv(os.path.join(out, "prop41.csv"), rows, cols)
+    write(os.path.join(out, "prop41.csv"), rows, cols)
     # per-sample slack distribution (log-spaced histogram; every token row of every pair)
     edges = np.logspace(0, 3, 61)
     hrows = []
@@ -149,7 +154,7 @@ def prop41(lowbit, out):
         above = int((allv >= edges[-1]).sum())
         if below or above:
             print(f"  note: {model} {label}: {below} samples below slack 1, {above} above 1000")
-    write_csv(os.path.join(out, "prop41_slack_hist.csv"), hrows, ["model", "pair", "bin_lo", "bin_hi", "count"])
+    write(os.path.join(out, "prop41_slack_hist.csv"), hrows, ["model", "pair", "bin_lo", "bin_hi", "count"])
     print(f"  prop 4.1: {len(rows)} (X, W) checks in {time.time() - t0:.1f} s")
     return rows, hrows
 
@@ -164,7 +169,7 @@ def prop42_gauss(lowbit, out):
             "held", "c", "c_meas", "mean_norm", "mean_err_norm"]
     for r in rows:
         r["held"] = int(r["held"])
-    write_csv(os.path.join(out, "prop42_gaussian.csv"), rows, cols)
+    write(os.path.join(out, "prop42_gaussian.csv"), rows, cols)
     return rows
 
 
@@ -233,7 +238,7 @@ def prop42_real(lowbit, out):
                                  held=int(ratio <= bound), crest=crest, excess_kurtosis=kurt,
                                  gauss_crest=math.sqrt(2 * math.log(a.size))))
     cols = list(rows[0].keys())
-    write_csv(os.path.join(out, "prop42_real.csv"), rows, cols)
+    write(os.path.join(out, "prop42_real.csv"), rows, cols)
     # cross-check the numpy RTN against lowbit's int4/int8 absmax quantizers (fp32 scales, RNE)
     check = []
     for layer in ("blocks.3.mlp.fc2", "blocks.0.attn.qkv", "final_layer.linear", "t_embedder.mlp.0"):
@@ -297,7 +302,7 @@ def quartz(lowbit, out, tmp):
             lzs_small_flushed=d["lzs"]["small"]["flushed_fraction"],
             int4_small_flushed=d["int4"]["small"]["flushed_fraction"],
             lzs_bit_entropy=d["lzs_codes"]["mean_bit_entropy"], int4_bit_entropy=d["int4_codes"]["mean_bit_entropy"]))
-    write_csv(os.path.join(out, "quartz.csv"), rows, list(rows[0].keys()))
+    write(os.path.join(out, "quartz.csv"), rows, list(rows[0].keys()))
     print(f"  quartz: {len(rows)} checks in {time.time() - t0:.1f} s")
     return rows
 
@@ -512,7 +517,7 @@ def summarize(p41, grows, rrows, qrows, out):
     cols = ["part", "model", "case", "checks", "held", "samples", "samples_held", "min_slack", "median_slack",
             "max_slack", "beats_int4_mean", "beats_int4_bound", "below_paper_threshold", "median_p_elem_ge8",
             "median_p_group_flag"]
-    write_csv(os.path.join(out, "summary.csv"), srows, cols)
+    write(os.path.join(out, "summary.csv"), srows, cols)
     for r in srows:
         print("  " + " ".join(f"{k}={r[k]:.4g}" if isinstance(r.get(k), float) else f"{k}={r.get(k)}"
                               for k in cols if r.get(k, "") != ""))
