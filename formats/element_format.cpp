@@ -20,6 +20,7 @@
 #include <cmath>
 #include <limits>
 
+#include "formats/element_rules.hpp"
 #include "formats/error.hpp"
 #include "formats/factories.hpp"
 #include "formats/fast_float.hpp"
@@ -76,13 +77,12 @@ class ElementFormat final : public TensorFormat {
     scale_fp32_ = scale_fmt_ == fmt_desc::fp32;
     scale_fast_ = scale_round_ == Round::NearestEven && fast_rne_supported(scale_fmt_);
     if (scale_fast_) scale_k_ = FastRne::make(scale_fmt_, Overflow::Saturate);
+    params_ = ElementParams{is_int_, ff_, fi_, pol_, gran_, group_, scale_fmt_, scale_round_, op_mul_, asym_, full_range_};
   }
 
   std::string spec() const override { return spec_; }
   std::string family() const override { return is_int_ ? "int" : "float"; }
-  FormatParams params() const override {
-    return ElementParams{is_int_, ff_, fi_, pol_, gran_, group_, scale_fmt_, scale_round_, op_mul_, asym_, full_range_};
-  }
+  FormatParams params() const override { return params_; }
   int code_bits() const override { return is_int_ ? fi_.bits : ff_.total_bits(); }
 
   double bits_per_element(const Shape& shape) const override {
@@ -259,24 +259,17 @@ class ElementFormat final : public TensorFormat {
     return make_scale(-f32_from_bits(amax), f32_from_bits(amax), bad);
   }
 
+  // The reference rule (formats/element_rules.hpp), with the scale cast through FastRne where
+  // it is RNE (FastRne equals encode_float RNE/saturate, exhaustively tested).
   GroupScale make_scale(float lo, float hi, bool bad) const {
+    if (bad || scale_fp32_ || !scale_fast_) {
+      const ElementScale e = element_group_scale(params_, lo, hi, bad);
+      return GroupScale{e.code, e.dec, e.zp};
+    }
     GroupScale gs;
-    if (bad) {
-      gs.code = scale_fmt_.canonical_nan_code();
-      gs.dec = std::numeric_limits<float>::quiet_NaN();
-      return gs;
-    }
     const float s = asym_ ? (hi - lo) / denom_ : std::max(-lo, hi) / denom_;
-    if (scale_fp32_) {
-      gs.code = f32_bits(s);
-      gs.dec = s;
-    } else if (scale_fast_) {
-      gs.code = scale_k_.code(s);
-      gs.dec = scale_k_.value(s);
-    } else {
-      gs.code = encode_float(scale_fmt_, s, scale_round_, Overflow::Saturate, NanMode::Cuda);
-      gs.dec = decode_float(scale_fmt_, gs.code);
-    }
+    gs.code = scale_k_.code(s);
+    gs.dec = scale_k_.value(s);
     if (asym_ && gs.dec > 0.0f) gs.zp = round_to_int(-lo / gs.dec, 0, static_cast<int32_t>(fi_.mask()));
     return gs;
   }
@@ -664,6 +657,7 @@ class ElementFormat final : public TensorFormat {
   bool scale_fp32_ = false;
   bool scale_fast_ = false;  // scale cast through FastRne (RNE, saturating)
   FastRne scale_k_;
+  ElementParams params_;
 };
 
 }  // namespace
