@@ -129,7 +129,10 @@ def main():
     write_csv(os.path.join(args.out, "layers.csv"), g6(layers), keycols + [
         "method", "label", "algorithm", "rank", "w_bits", "a_bits", "rel_mse", "sqnr_db", "max_abs", "alpha", "beta",
         "residual_fro_ratio", "residual_max_ratio", "branch_energy_fraction", "iterations_run", "best_iteration",
-        "lorc_weight_err_ratio", "seconds"])
+        "lorc_weight_err_ratio"])
+    order = {"int4:g64:scale=fp16": 0, "nvfp4": 1}
+    curves.sort(key=lambda c: (order[c["fmt"]], c["model"], c["step"], c["layer"], c["search"]))  # stable: grid order kept
+    iters.sort(key=lambda c: (order[c["fmt"]], c["model"], c["step"], c["layer"], c["iteration"]))
     write_csv(os.path.join(args.out, "alpha_curves.csv"), g6(curves),
               ["model", "step", "layer", "fmt", "search", "alpha", "beta", "rel_mse"])
     write_csv(os.path.join(args.out, "refine_iterations.csv"), g6(iters),
