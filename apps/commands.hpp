@@ -25,6 +25,8 @@ int run_error_algorithms(const std::string& in, const std::string& weight, const
                          const std::string& wq, const std::string& aq, bool json);
 // apps/cmd_mixprec.cpp: `mixprec` (mixed-precision assignment on captured layers).
 void add_mixprec_commands(CLI::App& app, Commands& out);
+// apps/cmd_crosscheck.cpp: `crosscheck` (GPU kernels vs the CPU reference).
+void add_crosscheck_commands(CLI::App& app, Commands& out);
 // apps/cmd_sweep.cpp: `sweep FILE`.
 void add_sweep_commands(CLI::App& app, Commands& out);
 

@@ -300,6 +300,7 @@ int main(int argc, char** argv) {
   lowbit::cli::add_analysis_commands(app, commands);
   lowbit::cli::add_linear_commands(app, commands);
   lowbit::cli::add_mixprec_commands(app, commands);
+  lowbit::cli::add_crosscheck_commands(app, commands);
   lowbit::cli::add_sweep_commands(app, commands);
 
   try {

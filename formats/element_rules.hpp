@@ -66,7 +66,8 @@ LOWBIT_HD ElementScale element_group_scale(const ElementParams& p, float lo, flo
   }
   const float d = element_denom(p);
   const float s = p.asym ? (hi - lo) / d : (-lo > hi ? -lo : hi) / d;
-  if (p.scale_fmt == fmt_desc::fp32) {
+  constexpr FloatFormat kFp32 = fmt_desc::fp32;  // a constant-evaluated copy: usable in device code
+  if (p.scale_fmt == kFp32) {
     gs.code = f32_bits(s);
     gs.dec = s;
   } else {

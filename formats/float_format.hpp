@@ -118,7 +118,8 @@ LOWBIT_HD uint32_t encode_float(const FloatFormat& f, float x, Round mode = Roun
     if (f.nan == NanEncoding::AllOnes) return in_sign | f.magnitude_mask();
     // IEEE: ml_dtypes' own types give the signed canonical quiet NaN; numpy's float16 (the
     // FP16 row of this mode) keeps the top payload bits, a zero payload becoming 1.
-    if (f == fmt_desc::fp16) {
+    constexpr FloatFormat kFp16 = fmt_desc::fp16;  // a constant-evaluated copy: usable in device code
+    if (f == kFp16) {
       const uint32_t payload = (a & 0x7fffffu) >> (23 - f.mbits);
       return in_sign | f.inf_code() | (payload ? payload : 1u);
     }

@@ -134,7 +134,7 @@ LOWBIT_HD Nvfp4Tensor nvfp4_tensor(Nvfp4Variant variant, bool two_level, float a
 // the block holds a NaN: only the single-level form sees one).
 LOWBIT_HD Nvfp4BlockScale nvfp4_block_scale(const Nvfp4Tensor& t, float block_amax) {
   Nvfp4BlockScale b;
-  const FloatFormat& e4m3 = fmt_desc::e4m3;
+  constexpr FloatFormat e4m3 = fmt_desc::e4m3;  // constant-evaluated copy: usable in device code
   if (t.nan) {
     b.code = kE4m3Nan;
     return b;
@@ -195,7 +195,7 @@ LOWBIT_HD Nvfp4BlockScale nvfp4_block_scale(const Nvfp4Tensor& t, float block_am
 template <Nvfp4Variant V, bool TwoLevel>
 LOWBIT_HD uint32_t nvfp4_encode_element_as(const Nvfp4Tensor& t, const Nvfp4BlockScale& b, float x,
                                            Round mode = Round::NearestEven, uint32_t rbits = 0) {
-  const FloatFormat& e2m1 = fmt_desc::e2m1;
+  constexpr FloatFormat e2m1 = fmt_desc::e2m1;  // constant-evaluated copy: usable in device code
   if (t.nan || t.zero) return 0;
   if constexpr (!TwoLevel || V == Nvfp4Variant::Torchao) {
     const float q = x * b.m;
@@ -227,7 +227,8 @@ LOWBIT_HD uint32_t nvfp4_encode_element(const Nvfp4Tensor& t, const Nvfp4BlockSc
 
 // The block's dequantisation factor: fl(float(s) * tensor_scale), or float(s) single-level.
 LOWBIT_HD float nvfp4_block_factor(const Nvfp4Tensor& t, uint8_t s) {
-  const float sf = decode_float(fmt_desc::e4m3, s);
+  constexpr FloatFormat e4m3 = fmt_desc::e4m3;
+  const float sf = decode_float(e4m3, s);
   if (!t.two_level) return sf;
   const float bs = sf * t.stored;
   return bs;
@@ -235,7 +236,8 @@ LOWBIT_HD float nvfp4_block_factor(const Nvfp4Tensor& t, uint8_t s) {
 
 // The dequantised value of a code under block scale code s: e2m1 * block factor.
 LOWBIT_HD float nvfp4_decode_element(const Nvfp4Tensor& t, uint32_t code, uint8_t s) {
-  return decode_float(fmt_desc::e2m1, code) * nvfp4_block_factor(t, s);
+  constexpr FloatFormat e2m1 = fmt_desc::e2m1;
+  return decode_float(e2m1, code) * nvfp4_block_factor(t, s);
 }
 
 // ---------------------------------------------------------------------------------------------

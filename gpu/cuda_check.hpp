@@ -1,0 +1,60 @@
+// CUDA error checks and device buffers for gpu/ (included by .cu and .cpp files alike, so it uses
+// no fmt: nvcc's front end rejects fmt's compile-time format strings): every runtime call is checked and a failure
+// becomes a lowbit::Error naming the call.
+#pragma once
+#include <cuda_runtime.h>
+#include <string>
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "formats/error.hpp"
+
+namespace lowbit::gpu {
+
+inline void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+#define LOWBIT_CUDA(call) ::lowbit::gpu::cuda_check((call), #call)
+// After a launch: launch errors now, execution errors at the next synchronisation.
+#define LOWBIT_CUDA_LAUNCHED(name) ::lowbit::gpu::cuda_check(cudaGetLastError(), name)
+
+// Owning device array of T.
+template <class T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  explicit DeviceArray(size_t n) : n_(n) {
+    if (n) LOWBIT_CUDA(cudaMalloc(&p_, n * sizeof(T)));
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  DeviceArray(DeviceArray&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~DeviceArray() {
+    if (p_) cudaFree(p_);
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  void upload(const T* h, size_t n) {
+    if (n) LOWBIT_CUDA(cudaMemcpy(p_, h, n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    if (n_) LOWBIT_CUDA(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+}  // namespace lowbit::gpu

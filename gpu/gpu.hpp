@@ -1,0 +1,32 @@
+// The CUDA mirror of formats/: every registered format encoded, decoded and fake-quantised on the
+// GPU, producing the CPU's bytes exactly (codes packed as docs/layouts.md says, the same scale
+// codes). Host-side API without CUDA types, so CPU-only code (the CLI, tests) can call it; when
+// lowbit is built without CUDA, or no device is present, available() says why and the other
+// functions throw lowbit::Error.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "formats/tensor_format.hpp"
+
+namespace lowbit::gpu {
+
+// True when kernels can run; otherwise `why` (if given) says why: built without CUDA, no
+// driver, no device.
+bool available(std::string* why = nullptr);
+// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)", or "" when unavailable.
+std::string device_name();
+// Whether this build has kernels for the format's family.
+bool supports(const TensorFormat& f);
+
+// Host-memory round trips (inputs copied to the device, results back): the cross-check API.
+PackedTensor encode(const TensorFormat& f, std::span<const float> x, const Shape& shape);
+void decode(const TensorFormat& f, const PackedTensor& p, std::span<float> out);
+void fake_quant(const TensorFormat& f, std::span<const float> x, const Shape& shape, std::span<float> out);
+
+// Device-memory fake quantisation (d_x, d_out: device pointers of numel(shape) floats), on the
+// default stream, synchronised: for benchmarks and the model engine.
+void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape);
+
+}  // namespace lowbit::gpu

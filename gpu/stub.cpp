@@ -1,0 +1,23 @@
+// gpu.hpp without CUDA: the build found no CUDA compiler, so nothing runs on a GPU and every
+// entry point says so (available() gives the reason; the rest throw lowbit::Error).
+#include "gpu/gpu.hpp"
+
+#include "formats/error.hpp"
+
+namespace lowbit::gpu {
+namespace {
+[[noreturn]] void no_cuda() { throw Error("gpu: lowbit was built without CUDA (no nvcc found at configure time)"); }
+}  // namespace
+
+bool available(std::string* why) {
+  if (why) *why = "lowbit was built without CUDA (no nvcc found at configure time)";
+  return false;
+}
+std::string device_name() { return ""; }
+bool supports(const TensorFormat&) { return false; }
+PackedTensor encode(const TensorFormat&, std::span<const float>, const Shape&) { no_cuda(); }
+void decode(const TensorFormat&, const PackedTensor&, std::span<float>) { no_cuda(); }
+void fake_quant(const TensorFormat&, std::span<const float>, const Shape&, std::span<float>) { no_cuda(); }
+void fake_quant_device(const TensorFormat&, const float*, float*, const Shape&) { no_cuda(); }
+
+}  // namespace lowbit::gpu
