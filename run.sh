@@ -5,6 +5,7 @@
 #   ./run.sh test   build, then run the whole test suite (ctest), exhaustive checks included
 #   ./run.sh setup  only install the Debian packages lowbit builds with and the local Python venv
 #   ./run.sh bench  build, then run the CPU benchmarks (one core)
+#   ./run.sh gpu    build, then run the GPU suite (needs an NVIDIA GPU and the CUDA toolkit)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,12 +56,18 @@ case "${1:-}" in
     build
     ctest --preset default
     ;;
+  gpu)
+    # On a machine with an NVIDIA GPU and the CUDA toolkit: GPU tests, crosscheck of every
+    # format (exhaustive for the element formats), compute-sanitizer (tools/gpu_suite.sh).
+    build
+    BIN=build/default tools/gpu_suite.sh
+    ;;
   bench)
     build
     OMP_NUM_THREADS=1 ./build/default/lowbit_bench --benchmark_min_time=0.3
     ;;
   *)
-    echo "usage: ./run.sh demo|test|setup|bench" >&2
+    echo "usage: ./run.sh demo|test|setup|bench|gpu" >&2
     exit 2
     ;;
 esac
