@@ -32,6 +32,7 @@
 #include "formats/factories.hpp"
 #include "formats/fast_float.hpp"
 #include "formats/mx.hpp"
+#include "formats/mx_rules.hpp"
 #include "formats/philox.hpp"
 #include "formats/spec.hpp"
 #include "formats/tensor_format.hpp"
@@ -47,25 +48,8 @@ constexpr const char* kMxInt8Accepted =
     "int8_min=-127|-128";
 constexpr int64_t kParallelMin = 65536;
 
-// Largest |x| bit pattern of a block of 32. For non-negative floats the integer order is the
-// numeric order, and every NaN pattern orders above Inf, so one max finds NaN, Inf and amax.
-LOWBIT_HD_HOT uint32_t block_amax_bits(const float* __restrict x) {
-  uint32_t amax_bits = 0;
-  for (int i = 0; i < kMxBlock; ++i) {
-    const uint32_t a = f32_bits(x[i]) & 0x7fffffffu;
-    amax_bits = a > amax_bits ? a : amax_bits;
-  }
-  return amax_bits;
-}
-
-// The E8M0 byte of a block with that amax; *zero_block is set for a flush_subnormals block
-// (amax an fp32 subnormal or zero: scale 0x00, every code 0).
-template <MxElement E>
-LOWBIT_HD_HOT uint8_t block_scale(uint32_t amax_bits, const MxOptions& o, bool* zero_block) {
-  *zero_block = o.flush_subnormals && amax_bits < 0x00800000u;
-  if (*zero_block) return 0x00;
-  return mx_scale_e8m0(f32_from_bits(amax_bits), o.scale, E, o.inf_sat);
-}
+// Block amax and scale byte: mx_block_amax_bits and mx_block_scale_byte (formats/mx_rules.hpp,
+// shared with the CUDA kernels).
 
 // Element codes of one row (cols values, within the element's bits) to the "codes" section
 // layout.
@@ -84,7 +68,7 @@ void store_row_codes(const Code* __restrict c, int64_t cols, uint8_t* __restrict
 template <MxElement E>
 uint8_t encode_block(const float* x, uint64_t flat0, const MxOptions& o, uint32_t* codes) {
   bool zero_block;
-  const uint8_t e = block_scale<E>(block_amax_bits(x), o, &zero_block);
+  const uint8_t e = mx_block_scale_byte(E, o, mx_block_amax_bits(x), &zero_block);
   if (zero_block) {
     for (int i = 0; i < kMxBlock; ++i) codes[i] = 0;
     return e;
@@ -222,7 +206,7 @@ void scale_bytes(uint32_t* __restrict ab, int64_t nb, const MxOptions& o) {
 template <MxElement E, bool SR>
 void fast_row(const FastRne& kk, const MxOptions& o, const float* __restrict xr, int64_t nb, uint32_t* __restrict ab,
               uint8_t* __restrict sr, uint32_t* __restrict cr, float* __restrict vr, const uint32_t* __restrict rb) {
-  for (int64_t b = 0; b < nb; ++b) ab[b] = block_amax_bits(xr + b * kMxBlock);
+  for (int64_t b = 0; b < nb; ++b) ab[b] = mx_block_amax_bits(xr + b * kMxBlock);
   switch (o.scale) {
     case MxScaleRule::Floor: scale_bytes<E, MxScaleRule::Floor>(ab, nb, o); break;
     case MxScaleRule::Rceil: scale_bytes<E, MxScaleRule::Rceil>(ab, nb, o); break;

@@ -26,6 +26,7 @@
 #include "formats/factories.hpp"
 #include "formats/fast_float.hpp"
 #include "formats/nvfp4.hpp"
+#include "formats/nvfp4_rules.hpp"
 #include "formats/philox.hpp"
 #include "formats/spec.hpp"
 #include "formats/tensor_format.hpp"
@@ -42,15 +43,7 @@ void block_lut(float factor, float lut[16]) {
   for (uint32_t c = 0; c < 16; ++c) lut[c] = decode_float(fmt_desc::e2m1, c) * factor;
 }
 
-// Largest |x| bit pattern of a block of 16 (integer order is numeric order, NaN above Inf).
-LOWBIT_HD_HOT uint32_t block_amax_bits(const float* __restrict x) {
-  uint32_t bmax = 0;
-  for (int i = 0; i < kNvfp4Block; ++i) {
-    const uint32_t a = f32_bits(x[i]) & 0x7fffffffu;
-    bmax = a > bmax ? a : bmax;
-  }
-  return bmax;
-}
+// Block amax: nvfp4_block_amax_bits (formats/nvfp4_rules.hpp, shared with the CUDA kernels).
 
 // --- Reference path: the scalar functions of nvfp4.hpp, block by block -----------------------
 
@@ -62,7 +55,7 @@ void reference_rows(const Nvfp4Tensor& t, Round round, uint64_t seed, const floa
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t i0 = r * cols + b * kNvfp4Block;
-      const Nvfp4BlockScale bs = nvfp4_block_scale(t, f32_from_bits(block_amax_bits(x + i0)));
+      const Nvfp4BlockScale bs = nvfp4_block_scale(t, f32_from_bits(nvfp4_block_amax_bits(x + i0)));
       if (scales) scales[r * nb + b] = bs.code;
       float lut[16];  // e2m1(c) * block factor, the same products decode() forms
       block_lut(nvfp4_block_factor(t, bs.code), lut);
@@ -176,7 +169,7 @@ LOWBIT_HD_HOT float element_arg(float x, float m) {
 LOWBIT_HD_HOT uint32_t row_block_amax(const float* __restrict xr, int64_t nb, float* __restrict bam) {
   uint32_t m = 0;
   for (int64_t b = 0; b < nb; ++b) {
-    const uint32_t a = block_amax_bits(xr + b * kNvfp4Block);
+    const uint32_t a = nvfp4_block_amax_bits(xr + b * kNvfp4Block);
     bam[b] = f32_from_bits(a);
     m = a > m ? a : m;
   }
