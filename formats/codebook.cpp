@@ -769,7 +769,7 @@ class CodebookFormat final : public TensorFormat {
   CodebookFormat(std::string spec, Kind kind, std::vector<float> table, int code_bits, int64_t block, bool dq,
                  Backend backend, bool hi_nibble, DynamicMapBuild dq_build, detail::CodebookImpl impl)
       : spec_(std::move(spec)), kind_(kind), table_(std::move(table)), code_bits_(code_bits), block_(block), dq_(dq),
-        backend_(backend), hi_nibble_(hi_nibble) {
+        backend_(backend), hi_nibble_(hi_nibble), dq_build_(dq_build) {
     const int n = static_cast<int>(table_.size());
     // Exact midpoints of the ascending table (af4, user codebooks under backend=cuda).
     for (int i = 0; i + 1 < n; ++i) mids_.push_back((static_cast<double>(table_[i]) + table_[i + 1]) / 2.0);
@@ -791,7 +791,8 @@ class CodebookFormat final : public TensorFormat {
   FormatParams params() const override {
     static_assert(static_cast<int>(Kind::User) == static_cast<int>(CodebookKind::User));
     return CodebookParams{static_cast<CodebookKind>(kind_), table_, code_bits_, block_, dq_,
-                          backend_ == Backend::Cuda ? CodebookBackend::Cuda : CodebookBackend::Torch, hi_nibble_};
+                          backend_ == Backend::Cuda ? CodebookBackend::Cuda : CodebookBackend::Torch, hi_nibble_,
+                          dq_build_};
   }
   int code_bits() const override { return code_bits_; }
 
@@ -1152,6 +1153,7 @@ class CodebookFormat final : public TensorFormat {
   bool dq_;
   Backend backend_;
   bool hi_nibble_;
+  DynamicMapBuild dq_build_;
   std::vector<double> mids_;      // exact midpoints of the ascending table
   std::vector<uint32_t> order_;   // stable argsort of the table
   std::vector<float> bounds_;     // fp32 midpoints of the sorted table (torch)

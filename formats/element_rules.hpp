@@ -8,6 +8,7 @@
 
 #include "formats/float_format.hpp"
 #include "formats/hd.hpp"
+#include "formats/host_nan.hpp"
 #include "formats/int_format.hpp"
 #include "formats/params.hpp"
 #include "formats/philox.hpp"
@@ -87,7 +88,8 @@ LOWBIT_HD ElementScale element_group_scale(const ElementParams& p, const Element
 // cast). A degenerate scale (0 or NaN) gives code 0.
 LOWBIT_HD uint32_t element_encode(const ElementParams& p, float x, const ElementScale* s, uint64_t index) {
   if (s && (s->dec == 0.0f || s->dec != s->dec)) return 0;
-  const float t = !s ? x : (p.op_mul ? x * (1.0f / s->dec) : x / s->dec);
+  // hx_*: the host's NaN bits on the device too (formats/host_nan.hpp).
+  const float t = !s ? x : (p.op_mul ? hx_mul(x, 1.0f / s->dec) : hx_div(x, s->dec));
   const uint32_t rb = p.pol.round == Round::Stochastic ? sr_bits(p.pol.seed, index) : 0u;
   if (!p.is_int) return encode_float(p.ff, t, p.pol.round, p.pol.overflow, p.pol.nan, rb);
   if (p.asym) {
@@ -104,10 +106,10 @@ LOWBIT_HD uint32_t element_encode(const ElementParams& p, float x, const Element
 // Value of a code under scale s (null: plain): the fake-quantised value, as decode gives it.
 LOWBIT_HD float element_value(const ElementParams& p, uint32_t code, const ElementScale* s) {
   if (!s) return p.is_int ? static_cast<float>(code_to_int(p.fi, code)) : decode_float(p.ff, code);
-  if (s->dec == 0.0f || s->dec != s->dec) return 0.0f * s->dec;
-  if (!p.is_int) return decode_float(p.ff, code) * s->dec;
+  if (s->dec == 0.0f || s->dec != s->dec) return hx_mul(0.0f, s->dec);
+  if (!p.is_int) return hx_mul(decode_float(p.ff, code), s->dec);
   const int32_t q = p.asym ? static_cast<int32_t>(code) - s->zp : code_to_int(p.fi, code);
-  return s->dec * static_cast<float>(q);
+  return hx_mul(s->dec, static_cast<float>(q));
 }
 
 }  // namespace lowbit

@@ -7,6 +7,7 @@
 #include <variant>
 #include <vector>
 
+#include "formats/codebook.hpp"
 #include "formats/float_format.hpp"
 #include "formats/int_format.hpp"
 #include "formats/mx.hpp"
@@ -61,6 +62,7 @@ struct CodebookParams {
   bool dq = false;           // double quantisation of the absmax
   CodebookBackend backend = CodebookBackend::Cuda;
   bool hi_nibble = false;    // order=hi: first element in the high nibble
+  DynamicMapBuild dq_build = DynamicMapBuild::Avx2;  // dqmap=: how the dq dynamic map was built
 };
 
 enum class LzsCalib : uint8_t { Absmax, Minmax };

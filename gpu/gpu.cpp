@@ -11,6 +11,8 @@
 
 #include "gpu/cuda_check.hpp"
 #include "gpu/family.hpp"
+#include "gpu/family_cb.hpp"
+#include "gpu/family_mx.hpp"
 
 namespace lowbit::gpu {
 namespace {
@@ -33,6 +35,12 @@ void run_encode(const TensorFormat& f, const float* d_x, const Shape& shape, uin
   const FormatParams p = f.params();
   if (const auto* e = std::get_if<ElementParams>(&p))
     return element_encode(*e, d_x, rv.rows, rv.cols, d_codes, d_values, aux);
+  if (const auto* m = std::get_if<MxParams>(&p)) return mx_encode(*m, d_x, rv.rows, rv.cols, d_codes, d_values, aux);
+  if (const auto* q = std::get_if<Nvfp4Params>(&p))
+    return nvfp4_encode(*q, d_x, rv.rows, rv.cols, d_codes, d_values, aux);
+  if (const auto* c = std::get_if<CodebookParams>(&p))
+    return codebook_encode(*c, d_x, rv.rows, rv.cols, d_codes, d_values, aux);
+  if (const auto* l = std::get_if<LzsParams>(&p)) return lzs_encode(*l, d_x, rv.rows, rv.cols, d_codes, d_values, aux);
   unsupported(f);
 }
 
@@ -65,8 +73,8 @@ std::string device_name() {
 }
 
 bool supports(const TensorFormat& f) {
-  const FormatParams p = f.params();
-  return std::holds_alternative<ElementParams>(p);
+  (void)f;
+  return true;  // every family of formats/params.hpp has kernels
 }
 
 PackedTensor encode(const TensorFormat& f, std::span<const float> x, const Shape& shape) {
@@ -106,6 +114,18 @@ PackedTensor encode(const TensorFormat& f, std::span<const float> x, const Shape
   return out;
 }
 
+void encode_codes(const TensorFormat& f, std::span<const float> x, const Shape& shape, std::span<uint32_t> codes) {
+  require_device();
+  if (static_cast<int64_t>(x.size()) != shape_numel(shape) || codes.size() != x.size())
+    throw Error(fmt::format("gpu encode_codes: {} values / {} codes for shape {}", x.size(), codes.size(), shape_str(shape)));
+  DeviceArray<float> dx(x.size());
+  dx.upload(x.data(), x.size());
+  DeviceArray<uint32_t> dc(x.size());
+  std::vector<std::vector<uint32_t>> aux;
+  run_encode(f, dx.get(), shape, dc.get(), nullptr, &aux);
+  if (!codes.empty()) LOWBIT_CUDA(cudaMemcpy(codes.data(), dc.get(), codes.size() * 4, cudaMemcpyDeviceToHost));
+}
+
 void decode(const TensorFormat& f, const PackedTensor& p, std::span<float> out) {
   require_device();
   const int64_t n = shape_numel(p.shape);
@@ -133,6 +153,14 @@ void decode(const TensorFormat& f, const PackedTensor& p, std::span<float> out) 
   const FormatParams prm = f.params();
   if (const auto* e = std::get_if<ElementParams>(&prm)) {
     element_decode(*e, codes.get(), rv.rows, rv.cols, aux, values.get());
+  } else if (const auto* m = std::get_if<MxParams>(&prm)) {
+    mx_decode(*m, codes.get(), rv.rows, rv.cols, aux, values.get());
+  } else if (const auto* q = std::get_if<Nvfp4Params>(&prm)) {
+    nvfp4_decode(*q, codes.get(), rv.rows, rv.cols, aux, values.get());
+  } else if (const auto* c = std::get_if<CodebookParams>(&prm)) {
+    codebook_decode(*c, codes.get(), rv.rows, rv.cols, aux, values.get());
+  } else if (const auto* l = std::get_if<LzsParams>(&prm)) {
+    lzs_decode(*l, codes.get(), rv.rows, rv.cols, aux, values.get());
   } else {
     unsupported(f);
   }

@@ -25,6 +25,9 @@ PackedTensor encode(const TensorFormat& f, std::span<const float> x, const Shape
 void decode(const TensorFormat& f, const PackedTensor& p, std::span<float> out);
 void fake_quant(const TensorFormat& f, std::span<const float> x, const Shape& shape, std::span<float> out);
 
+// One code per element, unpacked (no packing, no other sections): the exhaustive sweep's path.
+void encode_codes(const TensorFormat& f, std::span<const float> x, const Shape& shape, std::span<uint32_t> codes);
+
 // Device-memory fake quantisation (d_x, d_out: device pointers of numel(shape) floats), on the
 // default stream, synchronised: for benchmarks and the model engine.
 void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape);

@@ -18,6 +18,7 @@ bool supports(const TensorFormat&) { return false; }
 PackedTensor encode(const TensorFormat&, std::span<const float>, const Shape&) { no_cuda(); }
 void decode(const TensorFormat&, const PackedTensor&, std::span<float>) { no_cuda(); }
 void fake_quant(const TensorFormat&, std::span<const float>, const Shape&, std::span<float>) { no_cuda(); }
+void encode_codes(const TensorFormat&, std::span<const float>, const Shape&, std::span<uint32_t>) { no_cuda(); }
 void fake_quant_device(const TensorFormat&, const float*, float*, const Shape&) { no_cuda(); }
 
 }  // namespace lowbit::gpu

@@ -26,7 +26,7 @@ fi
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer $tool"
-    compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/test_gpu" --gtest_filter='Gpu.ElementFormats*:Gpu.Bad*' \
+    compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/test_gpu" --gtest_filter='Gpu.ElementFormats*:Gpu.BlockFormats*:Gpu.Bad*' \
       >"$log/sanitizer_$tool.log" 2>&1
     rc=$?
     tail -3 "$log/sanitizer_$tool.log"

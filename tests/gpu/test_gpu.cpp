@@ -102,6 +102,23 @@ TEST_F(Gpu, ElementFormatsMatchTheCpuOnTheAdversarialSet) {
   }
 }
 
+TEST_F(Gpu, BlockFormatsMatchTheCpuOnTheAdversarialSet) {
+  for (const char* spec : {"mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mxint8", "mxfp4:scale=rceil",
+                           "mxfp8_e4m3:scale=even:round=sr:seed=2", "mxfp4:inf=sat:flush_subnormals", "nvfp4",
+                           "nvfp4:variant=torchao", "nvfp4:variant=modelopt", "nvfp4:tensor_scale=off",
+                           "nvfp4:round=sr:seed=4", "nf4", "nf4:dq", "bnb_fp4:backend=torch", "af4:order=hi", "nf4:g128:dq",
+                           "lzs4:g16", "lzs4:g32:s8=token", "lzs4:g16:calib=minmax:round=rne"}) {
+    SCOPED_TRACE(spec);
+    const auto f = make_format(spec);
+    const Shape s = crosscheck_shape(*f, 1 << 18);
+    const std::vector<float> x = crosscheck_inputs(*f, s, 13);
+    CrosscheckReport r = crosscheck_encode(*f, [&](auto v, const Shape& sh) { return gpu::encode(*f, v, sh); }, x, s);
+    r.merge(crosscheck_fake_quant(*f, [&](auto v, const Shape& sh, auto o) { gpu::fake_quant(*f, v, sh, o); }, x, s));
+    r.merge(crosscheck_decode(*f, [&](const PackedTensor& p, auto o) { gpu::decode(*f, p, o); }, x, s));
+    EXPECT_TRUE(r.ok()) << (r.first.empty() ? "" : r.first[0]);
+  }
+}
+
 TEST_F(Gpu, PlainCastsMatchOnA16MElementSliceOfAllBitPatterns) {
   // The full 2^32 sweep is `lowbit crosscheck --exhaustive`; here a strided slice of it.
   std::vector<float> x(1 << 24);
