@@ -97,8 +97,7 @@ __global__ void decode_scales(ElementParams p, const uint32_t* __restrict sc, co
   if (g >= ns) return;
   ElementScale s;
   s.code = sc[g];
-  constexpr FloatFormat kFp32 = fmt_desc::fp32;
-  s.dec = p.scale_fmt == kFp32 ? f32_from_bits(sc[g]) : decode_float(p.scale_fmt, sc[g]);
+  s.dec = decode_float(p.scale_fmt, sc[g]);  // as the CPU's decode (a NaN code decodes to the canonical NaN)
   s.zp = zp ? static_cast<int32_t>(zp[g]) : 0;
   out[g] = s;
 }
