@@ -10,6 +10,7 @@
 
 #include "formats/codebook_rules.hpp"
 #include "gpu/cuda_check.hpp"
+#include "gpu/kernels.cuh"
 #include "gpu/family_cb.hpp"
 
 namespace lowbit::gpu {
@@ -17,15 +18,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned grid_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 65536 * 16 ? (b > 0 ? b : 1) : 65536 * 16);  // grid-stride beyond
-}
 
-__device__ __forceinline__ int64_t thread_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t thread_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 // Per block: absmax, and codes / values (either may be null; values with the exact absmax).
 __global__ void cb_blocks(const CodebookTables* __restrict t, const float* __restrict x, int64_t g, int64_t nb,
@@ -95,7 +88,7 @@ void check_blocks(const CodebookParams& p, int64_t cols) {
 void dq_decode_absmax(const DeviceArray<CodebookDqTables>& d, const DeviceArray<uint32_t>& q,
                       const DeviceArray<float>& scales, const DeviceArray<float>& offset, int64_t nb,
                       DeviceArray<float>& out) {
-  cb_dq_absmax<<<grid_for(nb), kThreads>>>(d.get(), q.get(), scales.get(), offset.get(), nb, out.get());
+  cb_dq_absmax<<<grid_for(nb, kThreads), kThreads>>>(d.get(), q.get(), scales.get(), offset.get(), nb, out.get());
   LOWBIT_CUDA_LAUNCHED("cb_dq_absmax");
 }
 
@@ -109,7 +102,7 @@ void codebook_encode(const CodebookParams& p, const float* x, int64_t rows, int6
   DeviceArray<float> absmax(static_cast<size_t>(nb));
   if (!p.dq) {
     if (nb > 0) {
-      cb_blocks<<<grid_for(nb), kThreads>>>(t.get(), x, g, nb, absmax.get(), codes, values);
+      cb_blocks<<<grid_for(nb, kThreads), kThreads>>>(t.get(), x, g, nb, absmax.get(), codes, values);
       LOWBIT_CUDA_LAUNCHED("cb_blocks");
     }
     LOWBIT_CUDA(cudaDeviceSynchronize());
@@ -126,18 +119,18 @@ void codebook_encode(const CodebookParams& p, const float* x, int64_t rows, int6
   DeviceArray<unsigned> bad(1);  // codes from the rules are always in range
   LOWBIT_CUDA(cudaMemset(bad.get(), 0, sizeof(unsigned)));
   if (nb > 0) {
-    cb_blocks<<<grid_for(nb), kThreads>>>(t.get(), x, g, nb, absmax.get(), c, nullptr);
+    cb_blocks<<<grid_for(nb, kThreads), kThreads>>>(t.get(), x, g, nb, absmax.get(), c, nullptr);
     LOWBIT_CUDA_LAUNCHED("cb_blocks");
   }
   cb_dq_offset<<<1, 1>>>(absmax.get(), nb, offset.get());
   LOWBIT_CUDA_LAUNCHED("cb_dq_offset");
   if (nb > 0) {
-    cb_dq_blocks<<<grid_for(nd), kThreads>>>(d.get(), p.backend == CodebookBackend::Torch, absmax.get(), nb,
+    cb_dq_blocks<<<grid_for(nd, kThreads), kThreads>>>(d.get(), p.backend == CodebookBackend::Torch, absmax.get(), nb,
                                               offset.get(), q.get(), scales.get());
     LOWBIT_CUDA_LAUNCHED("cb_dq_blocks");
     if (values) {
       dq_decode_absmax(d, q, scales, offset, nb, dec);
-      cb_values<<<grid_for(n), kThreads>>>(t.get(), c, dec.get(), g, n, values, bad.get());
+      cb_values<<<grid_for(n, kThreads), kThreads>>>(t.get(), c, dec.get(), g, n, values, bad.get());
       LOWBIT_CUDA_LAUNCHED("cb_values");
     }
   }
@@ -181,7 +174,7 @@ void codebook_decode(const CodebookParams& p, const uint32_t* codes, int64_t row
   if (n > 0) {
     DeviceArray<unsigned> bad(1);
     LOWBIT_CUDA(cudaMemset(bad.get(), 0, sizeof(unsigned)));
-    cb_values<<<grid_for(n), kThreads>>>(t.get(), codes, absmax.get(), g, n, values, bad.get());
+    cb_values<<<grid_for(n, kThreads), kThreads>>>(t.get(), codes, absmax.get(), g, n, values, bad.get());
     LOWBIT_CUDA_LAUNCHED("cb_values");
     LOWBIT_CUDA(cudaDeviceSynchronize());
     unsigned h = 0;

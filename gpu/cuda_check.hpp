@@ -57,4 +57,11 @@ class DeviceArray {
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
+// Blocks for a grid-stride loop over n work items: enough to cover n, at least 1, at most 2^20
+// (the loops stride beyond).
+inline unsigned grid_for(int64_t n, int threads = 256) {
+  const int64_t b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(b < (int64_t{1} << 20) ? (b > 0 ? b : 1) : (int64_t{1} << 20));
+}
+
 }  // namespace lowbit::gpu

@@ -122,10 +122,6 @@ int64_t num_scales(const ElementParams& p, int64_t rows, int64_t cols) {
   return 0;
 }
 
-unsigned grid_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 65536 * 16 ? (b > 0 ? b : 1) : 65536 * 16);  // grid-stride beyond
-}
 
 }  // namespace
 
@@ -159,7 +155,7 @@ void element_encode(const ElementParams& p, const float* x, int64_t rows, int64_
     LOWBIT_CUDA_LAUNCHED("element scales");
   }
   if (n > 0) {
-    encode_elements<<<grid_for(n), kThreads>>>(p, x, n, cols, ns ? scales.get() : nullptr, codes, values);
+    encode_elements<<<grid_for(n, kThreads), kThreads>>>(p, x, n, cols, ns ? scales.get() : nullptr, codes, values);
     LOWBIT_CUDA_LAUNCHED("encode_elements");
   }
   LOWBIT_CUDA(cudaDeviceSynchronize());
@@ -191,7 +187,7 @@ void element_decode(const ElementParams& p, const uint32_t* codes, int64_t rows,
     LOWBIT_CUDA(cudaDeviceSynchronize());
   }
   if (n > 0) {
-    decode_elements<<<grid_for(n), kThreads>>>(p, codes, n, cols, ns ? scales.get() : nullptr, values);
+    decode_elements<<<grid_for(n, kThreads), kThreads>>>(p, codes, n, cols, ns ? scales.get() : nullptr, values);
     LOWBIT_CUDA_LAUNCHED("decode_elements");
   }
   LOWBIT_CUDA(cudaDeviceSynchronize());

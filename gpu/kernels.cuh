@@ -16,6 +16,12 @@ LOWBIT_HD int storage_bits_of(int code_bits) {
 
 LOWBIT_HD int64_t packed_size(int64_t n, int code_bits) { return (n * storage_bits_of(code_bits) + 7) / 8; }
 
+// Grid-stride loop helpers.
+__device__ __forceinline__ int64_t thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t thread_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
 // Code of element i from packed bytes.
 __device__ __forceinline__ uint32_t unpack_one(const uint8_t* __restrict bytes, int64_t i, int code_bits,
                                                bool hi_first = false) {

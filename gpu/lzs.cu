@@ -10,6 +10,7 @@
 
 #include "formats/lzs_rules.hpp"
 #include "gpu/cuda_check.hpp"
+#include "gpu/kernels.cuh"
 #include "gpu/family_cb.hpp"
 
 namespace lowbit::gpu {
@@ -17,15 +18,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned grid_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 65536 * 16 ? (b > 0 ? b : 1) : 65536 * 16);  // grid-stride beyond
-}
 
-__device__ __forceinline__ int64_t thread_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t thread_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 // Warp merge of LzsRange (floats moved as bits, so NaN payloads travel unchanged).
 __device__ __forceinline__ LzsRange warp_merge(LzsRange r) {
@@ -132,7 +125,7 @@ void lzs_encode(const LzsParams& p, const float* x, int64_t rows, int64_t cols, 
   }
   DeviceArray<uint32_t> flags(static_cast<size_t>(ng));
   if (ng > 0) {
-    lzs_groups<<<grid_for(ng), kThreads>>>(p, x, ng, cols, s8.get(), flags.get(), codes, values);
+    lzs_groups<<<grid_for(ng, kThreads), kThreads>>>(p, x, ng, cols, s8.get(), flags.get(), codes, values);
     LOWBIT_CUDA_LAUNCHED("lzs_groups");
   }
   LOWBIT_CUDA(cudaDeviceSynchronize());
@@ -158,7 +151,7 @@ void lzs_decode(const LzsParams& p, const uint32_t* codes, int64_t rows, int64_t
   DeviceArray<float> s8(static_cast<size_t>(ns));
   flags.upload(aux[0].data(), aux[0].size());
   LOWBIT_CUDA(cudaMemcpy(s8.get(), aux[1].data(), static_cast<size_t>(ns) * 4, cudaMemcpyHostToDevice));
-  lzs_values<<<grid_for(n), kThreads>>>(p, codes, n, cols, flags.get(), s8.get(), values);
+  lzs_values<<<grid_for(n, kThreads), kThreads>>>(p, codes, n, cols, flags.get(), s8.get(), values);
   LOWBIT_CUDA_LAUNCHED("lzs_values");
   LOWBIT_CUDA(cudaDeviceSynchronize());
 }

@@ -45,10 +45,6 @@ __global__ void mx_decode_elements(MxParams p, const uint32_t* __restrict codes,
     values[i] = mx_block_value(p, codes[i], static_cast<uint8_t>(scales[i / kMxBlock]));
 }
 
-unsigned grid_for(int64_t threads) {
-  const int64_t b = (threads + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 65536 * 16));  // grid-stride beyond
-}
 
 void check_cols(const char* what, int64_t cols) {
   if (cols % kMxBlock != 0)
@@ -64,7 +60,7 @@ void mx_encode(const MxParams& p, const float* x, int64_t rows, int64_t cols, ui
   const int64_t nblk = rows * cols / kMxBlock;
   DeviceArray<uint32_t> scales(aux ? static_cast<size_t>(nblk) : 0);
   if (nblk > 0) {
-    mx_encode_blocks<<<grid_for(nblk * 32), kThreads>>>(p, x, nblk, aux ? scales.get() : nullptr, codes, values);
+    mx_encode_blocks<<<grid_for(nblk * 32, kThreads), kThreads>>>(p, x, nblk, aux ? scales.get() : nullptr, codes, values);
     LOWBIT_CUDA_LAUNCHED("mx_encode_blocks");
   }
   LOWBIT_CUDA(cudaDeviceSynchronize());
@@ -82,7 +78,7 @@ void mx_decode(const MxParams& p, const uint32_t* codes, int64_t rows, int64_t c
   DeviceArray<uint32_t> scales(static_cast<size_t>(nblk));
   scales.upload(aux[0].data(), aux[0].size());
   if (n > 0) {
-    mx_decode_elements<<<grid_for(n), kThreads>>>(p, codes, scales.get(), n, values);
+    mx_decode_elements<<<grid_for(n, kThreads), kThreads>>>(p, codes, scales.get(), n, values);
     LOWBIT_CUDA_LAUNCHED("mx_decode_elements");
   }
   LOWBIT_CUDA(cudaDeviceSynchronize());

@@ -87,10 +87,6 @@ __global__ void nvfp4_decode_elements(Nvfp4Tensor t, const uint32_t* __restrict 
     values[i] = nvfp4_block_value(t, codes[i], static_cast<uint8_t>(scales[i / kNvfp4Block]));
 }
 
-unsigned grid_for(int64_t threads) {
-  const int64_t b = (threads + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(std::clamp<int64_t>(b, 1, 65536 * 16));  // grid-stride beyond
-}
 
 void check_cols(const char* what, int64_t cols) {
   if (cols % kNvfp4Block != 0)
@@ -119,7 +115,7 @@ void nvfp4_encode(const Nvfp4Params& p, const float* x, int64_t rows, int64_t co
   LOWBIT_CUDA_LAUNCHED("nvfp4_tensor_final");
   DeviceArray<uint32_t> scales(aux ? static_cast<size_t>(nblk) : 0);
   if (nblk > 0) {
-    nvfp4_encode_blocks<<<grid_for((nblk + 1) / 2 * 32), kThreads>>>(p, t.get(), x, nblk,
+    nvfp4_encode_blocks<<<grid_for((nblk + 1) / 2 * 32, kThreads), kThreads>>>(p, t.get(), x, nblk,
                                                                        aux ? scales.get() : nullptr, codes, values);
     LOWBIT_CUDA_LAUNCHED("nvfp4_encode_blocks");
   }
@@ -144,7 +140,7 @@ void nvfp4_decode(const Nvfp4Params& p, const uint32_t* codes, int64_t rows, int
   DeviceArray<uint32_t> scales(static_cast<size_t>(nblk));
   scales.upload(aux[0].data(), aux[0].size());
   if (n > 0) {
-    nvfp4_decode_elements<<<grid_for(n), kThreads>>>(t, codes, scales.get(), n, values);
+    nvfp4_decode_elements<<<grid_for(n, kThreads), kThreads>>>(t, codes, scales.get(), n, values);
     LOWBIT_CUDA_LAUNCHED("nvfp4_decode_elements");
   }
   LOWBIT_CUDA(cudaDeviceSynchronize());
