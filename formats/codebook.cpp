@@ -45,6 +45,7 @@
 // bit; the scalar code stays as the reference (detail::make_codebook_format(spec,
 // CodebookImpl::Reference)), and tests/formats/test_codebook.cpp compares every implementation.
 #include "formats/codebook.hpp"
+#include "formats/codebook_rules.hpp"
 
 #include <fmt/format.h>
 
@@ -230,17 +231,8 @@ float absmax_torch(const float* x, int64_t n) {
 
 float clamp_unit(float v) { return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v); }  // NaN passes
 
-// torch.bucketize(x, bounds, right=False): the first i with bounds[i] >= x, found as ATen does
-// with !(bounds[mid] >= x) moving right, so NaN lands past the last bound.
-uint32_t bucketize(const float* bounds, int n, float x) {
-  int lo = 0, hi = n;
-  while (lo < hi) {
-    const int mid = lo + ((hi - lo) >> 1);
-    if (!(bounds[mid] >= x)) lo = mid + 1;
-    else hi = mid;
-  }
-  return static_cast<uint32_t>(lo);
-}
+// torch.bucketize(x, bounds, right=False): the shared host+device rule (codebook_rules.hpp).
+uint32_t bucketize(const float* bounds, int n, float x) { return codebook_bucketize(bounds, n, x); }
 
 // Code choosers (templated into the block loop).
 struct Nf4Cuda {
