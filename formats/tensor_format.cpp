@@ -146,6 +146,14 @@ std::vector<uint32_t> section_u32(const Section& s) {
   return v;
 }
 
+void set_section_u32(Section& s, std::span<const uint32_t> values) {
+  const int bits = dtype_bits(s);
+  if (static_cast<int64_t>(values.size()) != shape_numel(s.shape))
+    throw Error(fmt::format("section '{}' has {} entries, got {} values", s.name, shape_numel(s.shape), values.size()));
+  s.bytes.assign(static_cast<size_t>(packed_bytes(static_cast<int64_t>(values.size()), bits)), 0);
+  pack_codes(values, bits, s.bytes);
+}
+
 std::vector<float> section_f32(const Section& s) {
   if (s.dtype != "f32") throw Error(fmt::format("section '{}' is {}, expected f32", s.name, s.dtype));
   const int64_t n = shape_numel(s.shape);

@@ -50,6 +50,9 @@ void unpack_codes(std::span<const uint8_t> bytes, int code_bits, std::span<uint3
 std::vector<uint32_t> element_codes(const PackedTensor& p);
 // Values of an unsigned-integer section ("u8", "u16", "u32") widened to u32.
 std::vector<uint32_t> section_u32(const Section& s);
+// Inverse of section_u32: rewrites s.bytes from one value per entry, at the width of s.dtype
+// (f32 sections take the float bit patterns); lowbit::Error if the count differs from s.shape.
+void set_section_u32(Section& s, std::span<const uint32_t> values);
 std::vector<float> section_f32(const Section& s);
 // The named section of p as u32 values, after checking its dtype and shape (lowbit::Error
 // naming the format otherwise).

@@ -18,8 +18,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
-
 // Per block: absmax, and codes / values (either may be null; values with the exact absmax).
 __global__ void cb_blocks(const CodebookTables* __restrict t, const float* __restrict x, int64_t g, int64_t nb,
                           float* __restrict absmax, uint32_t* __restrict codes, float* __restrict values) {

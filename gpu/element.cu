@@ -122,7 +122,6 @@ int64_t num_scales(const ElementParams& p, int64_t rows, int64_t cols) {
   return 0;
 }
 
-
 }  // namespace
 
 void element_encode(const ElementParams& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes,

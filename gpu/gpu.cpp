@@ -103,13 +103,7 @@ PackedTensor encode(const TensorFormat& f, std::span<const float> x, const Shape
     if (static_cast<int64_t>(aux[k - 1].size()) != shape_numel(s.shape))
       throw Error(fmt::format("gpu encode '{}': section '{}' has {} values, expected {}", f.spec(), s.name,
                               aux[k - 1].size(), shape_numel(s.shape)));
-    if (s.dtype == "f32" || s.dtype == "u32" || s.dtype == "i32") {
-      s.bytes.resize(aux[k - 1].size() * 4);
-      if (!aux[k - 1].empty()) std::memcpy(s.bytes.data(), aux[k - 1].data(), s.bytes.size());
-    } else {
-      const int bits = s.dtype == "u16" ? 16 : 8;
-      s.bytes = make_section_u(s.name, bits, s.shape, aux[k - 1]).bytes;
-    }
+    set_section_u32(s, aux[k - 1]);
   }
   return out;
 }
@@ -138,16 +132,7 @@ void decode(const TensorFormat& f, const PackedTensor& p, std::span<float> out) 
   DeviceArray<uint32_t> codes(static_cast<size_t>(n));
   unpack_codes_device(bytes.get(), n, p.code_bits, hi_first(f), codes.get());
   std::vector<std::vector<uint32_t>> aux;
-  for (size_t k = 1; k < p.sections.size(); ++k) {
-    const Section& s = p.sections[k];
-    if (s.dtype == "f32" || s.dtype == "u32" || s.dtype == "i32") {
-      std::vector<uint32_t> v(s.bytes.size() / 4);
-      if (!v.empty()) std::memcpy(v.data(), s.bytes.data(), v.size() * 4);
-      aux.push_back(std::move(v));
-    } else {
-      aux.push_back(section_u32(s));
-    }
-  }
+  for (size_t k = 1; k < p.sections.size(); ++k) aux.push_back(section_u32(p.sections[k]));
   DeviceArray<float> values(static_cast<size_t>(n));
   const RowView rv = row_view(p.shape);
   const FormatParams prm = f.params();

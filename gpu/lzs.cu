@@ -18,8 +18,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
-
 // Warp merge of LzsRange (floats moved as bits, so NaN payloads travel unchanged).
 __device__ __forceinline__ LzsRange warp_merge(LzsRange r) {
   for (int o = 16; o > 0; o >>= 1) {

@@ -45,7 +45,6 @@ __global__ void mx_decode_elements(MxParams p, const uint32_t* __restrict codes,
     values[i] = mx_block_value(p, codes[i], static_cast<uint8_t>(scales[i / kMxBlock]));
 }
 
-
 void check_cols(const char* what, int64_t cols) {
   if (cols % kMxBlock != 0)
     throw Error(std::string(what) + ": " + std::to_string(cols) + " columns, not a multiple of " +

@@ -87,7 +87,6 @@ __global__ void nvfp4_decode_elements(Nvfp4Tensor t, const uint32_t* __restrict 
     values[i] = nvfp4_block_value(t, codes[i], static_cast<uint8_t>(scales[i / kNvfp4Block]));
 }
 
-
 void check_cols(const char* what, int64_t cols) {
   if (cols % kNvfp4Block != 0)
     throw Error(std::string(what) + ": " + std::to_string(cols) + " columns, not a multiple of " +

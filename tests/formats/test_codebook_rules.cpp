@@ -87,26 +87,14 @@ RuleOut run_rules(const CodebookParams& p, const std::vector<float>& x) {
 // gpu/gpu.cpp's conversions between sections and aux vectors.
 Aux aux_of(const PackedTensor& pk) {
   Aux aux;
-  for (size_t k = 1; k < pk.sections.size(); ++k) {
-    const Section& s = pk.sections[k];
-    if (s.dtype == "f32" || s.dtype == "u32" || s.dtype == "i32") {
-      std::vector<uint32_t> v(s.bytes.size() / 4);
-      if (!v.empty()) std::memcpy(v.data(), s.bytes.data(), v.size() * 4);
-      aux.push_back(std::move(v));
-    } else {
-      aux.push_back(section_u32(s));
-    }
-  }
+  for (size_t k = 1; k < pk.sections.size(); ++k) aux.push_back(section_u32(pk.sections[k]));
   return aux;
 }
 
 std::vector<uint8_t> section_bytes(const Section& layout, const std::vector<uint32_t>& v) {
-  if (layout.dtype == "f32" || layout.dtype == "u32" || layout.dtype == "i32") {
-    std::vector<uint8_t> b(v.size() * 4);
-    if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
-    return b;
-  }
-  return make_section_u(layout.name, layout.dtype == "u16" ? 16 : 8, layout.shape, v).bytes;
+  Section s = layout;
+  set_section_u32(s, v);
+  return s.bytes;
 }
 
 // Packed codes as gpu/gpu.cpp packs them (pack_codes, or high nibble first for order=hi).

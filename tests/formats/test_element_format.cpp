@@ -423,3 +423,27 @@ TEST(ElementFormat, StochasticIntMatchesRoundToInt) {
     }
   }
 }
+
+namespace lowbit {
+namespace {
+
+// set_section_u32 is section_u32's inverse for every section dtype the formats write.
+TEST(Sections, SetSectionU32RoundTripsEveryDtype) {
+  for (const char* spec : {"int4:g16:scale=fp16", "uint4:g32", "mxfp4", "nvfp4", "nf4:dq", "lzs4:g16"}) {
+    const auto f = make_format(spec);
+    std::vector<float> x(4 * 256);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * (1.0f + (i % 97));
+    const PackedTensor p = f->encode(x, {4, 256});
+    for (size_t k = 1; k < p.sections.size(); ++k) {
+      Section s = p.sections[k];
+      s.bytes.assign(s.bytes.size(), 0xAB);
+      set_section_u32(s, section_u32(p.sections[k]));
+      EXPECT_EQ(s.bytes, p.sections[k].bytes) << spec << " section " << s.name << " (" << s.dtype << ")";
+    }
+  }
+  Section bad = make_section_u("scales", 8, {3}, std::vector<uint32_t>{1, 2, 3});
+  EXPECT_THROW(set_section_u32(bad, std::vector<uint32_t>{1, 2}), Error);
+}
+
+}  // namespace
+}  // namespace lowbit
