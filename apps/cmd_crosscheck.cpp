@@ -46,9 +46,6 @@ std::vector<std::string> all_specs() {
 CrosscheckReport check_one(const TensorFormat& f, const CrosscheckArgs& a, bool& exhaustive_done) {
   const FormatParams p = f.params();
   const auto* e = std::get_if<ElementParams>(&p);
-  const EncodeFn enc = [&](std::span<const float> x, const Shape& s) { return gpu::encode(f, x, s); };
-  const FakeQuantFn fq = [&](std::span<const float> x, const Shape& s, std::span<float> o) { gpu::fake_quant(f, x, s, o); };
-  const DecodeFn dec = [&](const PackedTensor& pk, std::span<float> o) { gpu::decode(f, pk, o); };
   CrosscheckReport total;
   total.spec = f.spec();
   exhaustive_done = a.exhaustive && e && e->gran == Granularity::None;
@@ -88,11 +85,7 @@ CrosscheckReport check_one(const TensorFormat& f, const CrosscheckArgs& a, bool&
   }
   const Shape s = crosscheck_shape(f, a.size);
   const std::vector<float> x = crosscheck_inputs(f, s, a.seed);
-  total.merge(crosscheck_encode(f, enc, x, s));
-  total.merge(crosscheck_fake_quant(f, fq, x, s));
-  total.merge(crosscheck_decode(f, dec, x, s));
-  total.elements = static_cast<int64_t>(x.size());
-  return total;
+  return crosscheck_gpu(f, x, s);
 }
 
 int run_crosscheck(const CrosscheckArgs& a) {

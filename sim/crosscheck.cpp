@@ -9,6 +9,7 @@
 
 #include "formats/error.hpp"
 #include "formats/philox.hpp"
+#include "gpu/gpu.hpp"
 
 namespace lowbit {
 namespace {
@@ -124,6 +125,22 @@ CrosscheckReport crosscheck_decode(const TensorFormat& f, const DecodeFn& candid
          fmt::format("{} decode of element {}: x = {:a}: cpu {:a} (0x{:08x}), candidate {:a} (0x{:08x})", r.spec, i, x[i],
                      a[i], bits_of(a[i]), b[i], bits_of(b[i])));
   }
+  return r;
+}
+
+CrosscheckReport crosscheck_gpu(const TensorFormat& f, std::span<const float> x, const Shape& shape, bool decode,
+                                size_t max_report) {
+  CrosscheckReport r = crosscheck_encode(
+      f, [&](std::span<const float> v, const Shape& s) { return gpu::encode(f, v, s); }, x, shape, max_report);
+  r.merge(crosscheck_fake_quant(
+              f, [&](std::span<const float> v, const Shape& s, std::span<float> o) { gpu::fake_quant(f, v, s, o); }, x,
+              shape, max_report),
+          max_report);
+  if (decode)
+    r.merge(crosscheck_decode(
+                f, [&](const PackedTensor& p, std::span<float> o) { gpu::decode(f, p, o); }, x, shape, max_report),
+            max_report);
+  r.elements = static_cast<int64_t>(x.size());
   return r;
 }
 

@@ -51,6 +51,11 @@ CrosscheckReport crosscheck_fake_quant(const TensorFormat& f, const FakeQuantFn&
 CrosscheckReport crosscheck_decode(const TensorFormat& f, const DecodeFn& candidate, std::span<const float> x,
                                    const Shape& shape, size_t max_report = 8);
 
+// lowbit's own CUDA kernels (gpu/gpu.hpp) against the CPU: encode, fake quantisation and (with
+// `decode`) decoding of the CPU's bytes, merged into one report.
+CrosscheckReport crosscheck_gpu(const TensorFormat& f, std::span<const float> x, const Shape& shape,
+                                bool decode = true, size_t max_report = 8);
+
 // Test inputs for a format: rows of Gaussian data at scales from 2^-30 to 2^30, exact ties of
 // the element grid, values at and just past the largest representable magnitude, all-zero
 // rows, negative zeros, float32 subnormals, rows holding NaN / +Inf / -Inf, huge and tiny

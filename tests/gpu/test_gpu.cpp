@@ -95,9 +95,7 @@ TEST_F(Gpu, ElementFormatsMatchTheCpuOnTheAdversarialSet) {
     ASSERT_TRUE(gpu::supports(*f));
     const Shape s = crosscheck_shape(*f, 1 << 18);
     const std::vector<float> x = crosscheck_inputs(*f, s, 11);
-    CrosscheckReport r = crosscheck_encode(*f, [&](auto v, const Shape& sh) { return gpu::encode(*f, v, sh); }, x, s);
-    r.merge(crosscheck_fake_quant(*f, [&](auto v, const Shape& sh, auto o) { gpu::fake_quant(*f, v, sh, o); }, x, s));
-    r.merge(crosscheck_decode(*f, [&](const PackedTensor& p, auto o) { gpu::decode(*f, p, o); }, x, s));
+    const CrosscheckReport r = crosscheck_gpu(*f, x, s);
     EXPECT_TRUE(r.ok()) << (r.first.empty() ? "" : r.first[0]);
   }
 }
@@ -112,9 +110,7 @@ TEST_F(Gpu, BlockFormatsMatchTheCpuOnTheAdversarialSet) {
     const auto f = make_format(spec);
     const Shape s = crosscheck_shape(*f, 1 << 18);
     const std::vector<float> x = crosscheck_inputs(*f, s, 13);
-    CrosscheckReport r = crosscheck_encode(*f, [&](auto v, const Shape& sh) { return gpu::encode(*f, v, sh); }, x, s);
-    r.merge(crosscheck_fake_quant(*f, [&](auto v, const Shape& sh, auto o) { gpu::fake_quant(*f, v, sh, o); }, x, s));
-    r.merge(crosscheck_decode(*f, [&](const PackedTensor& p, auto o) { gpu::decode(*f, p, o); }, x, s));
+    const CrosscheckReport r = crosscheck_gpu(*f, x, s);
     EXPECT_TRUE(r.ok()) << (r.first.empty() ? "" : r.first[0]);
   }
 }
@@ -129,8 +125,7 @@ TEST_F(Gpu, PlainCastsMatchOnA16MElementSliceOfAllBitPatterns) {
   for (const char* spec : {"fp8_e4m3", "fp8_e5m2", "fp4_e2m1", "fp6_e3m2", "bf16", "fp16", "int8", "e8m0"}) {
     const auto f = make_format(spec);
     const Shape s{static_cast<int64_t>(x.size())};
-    CrosscheckReport r = crosscheck_encode(*f, [&](auto v, const Shape& sh) { return gpu::encode(*f, v, sh); }, x, s);
-    r.merge(crosscheck_fake_quant(*f, [&](auto v, const Shape& sh, auto o) { gpu::fake_quant(*f, v, sh, o); }, x, s));
+    const CrosscheckReport r = crosscheck_gpu(*f, x, s, /*decode=*/false);
     EXPECT_TRUE(r.ok()) << spec << ": " << (r.first.empty() ? "" : r.first[0]);
   }
 }
