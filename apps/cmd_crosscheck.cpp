@@ -5,6 +5,7 @@
 // the first offending inputs in hex); 1: bad input or no GPU (one error line).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <variant>
@@ -22,6 +23,7 @@ struct CrosscheckArgs {
   std::string formats;
   bool exhaustive = false;
   int64_t size = int64_t{1} << 22;
+  int64_t cols = 0;  // 0: crosscheck_shape's choice
   uint64_t seed = 1;
 };
 
@@ -83,7 +85,13 @@ CrosscheckReport check_one(const TensorFormat& f, const CrosscheckArgs& a, bool&
     }
     return total;
   }
-  const Shape s = crosscheck_shape(f, a.size);
+  Shape s;
+  if (a.cols > 0) {
+    s = {std::max<int64_t>(24, a.size / a.cols), a.cols};  // every input kind at least twice
+    f.check_shape(s);
+  } else {
+    s = crosscheck_shape(f, a.size);
+  }
   const std::vector<float> x = crosscheck_inputs(f, s, a.seed);
   return crosscheck_gpu(f, x, s);
 }
@@ -129,6 +137,8 @@ void add_crosscheck_commands(CLI::App& app, Commands& out) {
   c->add_flag("--exhaustive", a->exhaustive, "all 2^32 float32 inputs for plain element formats");
   c->add_option("--size", a->size, "elements of the adversarial input set")->capture_default_str();
   c->add_option("--seed", a->seed, "seed of the input set")->capture_default_str();
+  c->add_option("--cols", a->cols, "columns of the input set (default: 4096·k, the first the format accepts)")
+      ->check(CLI::PositiveNumber);
   out.push_back({c, [a] { return run_crosscheck(*a); }});
 }
 
