@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(build-essential cmake ccache libeigen3-dev libxtensor-dev libfmt-dev nlohmann-json3-dev
-          libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libomp-dev python3-venv)
+          libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libomp-dev libpng-dev libzip-dev
+          pkg-config python3-venv)
 
 setup() {
   local missing=()

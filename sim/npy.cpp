@@ -292,18 +292,17 @@ Tensor read_npy(const std::filesystem::path& path) {
   return t;
 }
 
-void write_npy(const std::filesystem::path& path, const Tensor& t) {
-  const std::string file = path.string();
+std::vector<uint8_t> npy_bytes(const Tensor& t, const std::string& where) {
   const std::string_view descr = descr_from_dtype(t.dtype);
   if (descr.empty())
-    throw Error(fmt::format("{}: {} has no .npy dtype; write it as .safetensors", file,
+    throw Error(fmt::format("{}: {} has no .npy dtype; write it as .safetensors", where,
                             dtype_name(t.dtype)));
   const auto need = checked_byte_size(t.shape, dtype_size(t.dtype));
   if (!need)
-    throw Error(fmt::format("{}: tensor shape {} is negative or overflows", file,
+    throw Error(fmt::format("{}: tensor shape {} is negative or overflows", where,
                             shape_to_string(t.shape)));
   if (t.data.size() != *need)
-    throw Error(fmt::format("{}: tensor holds {} bytes but shape {} of {} needs {}", file,
+    throw Error(fmt::format("{}: tensor holds {} bytes but shape {} of {} needs {}", where,
                             t.data.size(), shape_to_string(t.shape), dtype_name(t.dtype), *need));
 
   // numpy _write_array_header: keys sorted, repr values, then spare spaces so the first axis
@@ -324,15 +323,19 @@ void write_npy(const std::filesystem::path& path, const Tensor& t) {
   header.append(pad, ' ');
   header.push_back('\n');
 
-  std::string pre(kMagic.begin(), kMagic.end());
-  pre.push_back(static_cast<char>(prefix == 10 ? 1 : 2));
-  pre.push_back(0);
-  for (size_t i = 0; i < prefix - 8; ++i) pre.push_back(static_cast<char>((hlen >> (8 * i)) & 0xFF));
+  std::vector<uint8_t> out(kMagic.begin(), kMagic.end());
+  out.push_back(static_cast<uint8_t>(prefix == 10 ? 1 : 2));
+  out.push_back(0);
+  for (size_t i = 0; i < prefix - 8; ++i) out.push_back(static_cast<uint8_t>((hlen >> (8 * i)) & 0xFF));
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), t.data.begin(), t.data.end());
+  return out;
+}
 
+void write_npy(const std::filesystem::path& path, const Tensor& t) {
+  const std::vector<uint8_t> bytes = npy_bytes(t, path.string());
   OutputFile out(path);
-  out.write(pre.data(), pre.size());
-  out.write(header.data(), header.size());
-  out.write(t.data.data(), t.data.size());
+  out.write(bytes.data(), bytes.size());
   out.close();
 }
 

@@ -3,7 +3,10 @@
 // C order only. The reader validates magic, version, header length, the header dict (parsed
 // here as a strict Python literal subset, not evaluated), shape arithmetic and the data size.
 #pragma once
+#include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "sim/tensor.hpp"
 
@@ -16,5 +19,8 @@ Tensor read_npy(const std::filesystem::path& path);
 // numpy's exact header layout: sorted keys, growth-axis spare spaces, padded with spaces and
 // a final '\n' so the data starts on a 64-byte boundary. BF16 has no .npy descr and throws.
 void write_npy(const std::filesystem::path& path, const Tensor& tensor);
+
+// The bytes write_npy writes (for archives: write_npz); `where` names the destination in errors.
+std::vector<uint8_t> npy_bytes(const Tensor& tensor, const std::string& where);
 
 }  // namespace lowbit
