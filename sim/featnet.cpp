@@ -199,6 +199,10 @@ FeatNet FeatNet::load_dir(const std::filesystem::path& dir) {
 }
 
 void FeatNet::forward(const ImageBatch& images, MatrixF* features, MatrixF* logits) const {
+  if (images.n < 0 || images.c < 0 || images.h < 0 || images.w < 0 ||
+      static_cast<int64_t>(images.values.size()) != images.n * images.image_size())
+    throw Error(fmt::format("featnet: image batch of {} values does not match its shape ({}, {}, {}, {})",
+                            images.values.size(), images.n, images.c, images.h, images.w));
   if (images.c != config_.in_channels)
     throw Error(fmt::format("featnet: images have {} channels, the network takes {}", images.c,
                             config_.in_channels));

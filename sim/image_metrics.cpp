@@ -18,7 +18,8 @@ void check_same_shape(const ImageBatch& a, const ImageBatch& b, std::string_view
   if (a.n != b.n || a.c != b.c || a.h != b.h || a.w != b.w)
     throw Error(fmt::format("{}: images ({}, {}, {}, {}) and reference ({}, {}, {}, {}) differ in shape",
                             what, a.n, a.c, a.h, a.w, b.n, b.c, b.h, b.w));
-  if (static_cast<int64_t>(a.values.size()) != a.n * a.image_size() ||
+  if (a.n < 0 || a.c < 0 || a.h < 0 || a.w < 0 ||
+      static_cast<int64_t>(a.values.size()) != a.n * a.image_size() ||
       static_cast<int64_t>(b.values.size()) != b.n * b.image_size())
     throw Error(fmt::format("{}: image batch values do not match its shape", what));
 }

@@ -405,6 +405,8 @@ TEST_F(FeatNetFileTest, RejectsBadImages) {
   expect_error([&] { lowbit::image_batch(x, std::vector<int64_t>{1, 2, 8, 8}, "gen"); },
                "needs 128 values but 192 were given");
   expect_error([&] { net.features(lowbit::tensor_from_f32({2, 96}, x, "flat")); }, "featnet: tensor 'flat'");
+  // A hand-made view whose values do not cover its shape.
+  expect_error([&] { net.features(lowbit::ImageBatch{x, 2, 2, 8, 8}); }, "does not match its shape");
 }
 
 }  // namespace

@@ -202,6 +202,8 @@ TEST(ImageMetrics, RejectsBadInput) {
   expect_error([&] { lowbit::ssim(a.batch(), b.batch()); }, "ssim: images (2, 3, 16, 16) and reference (2, 3, 16, 17) differ");
   expect_error([&] { lowbit::psnr(a.batch(), c.batch()); }, "psnr: images (2, 3, 16, 16) and reference (1, 3, 16, 16) differ");
   expect_error([&] { lowbit::psnr(a.batch(), a.batch(), {0.0}); }, "data_range must be positive");
+  const ImageBatch short_view{std::span<const float>(a.v).first(100), 2, 3, 16, 16};
+  expect_error([&] { lowbit::ssim(short_view, short_view); }, "do not match its shape");
   expect_error([&] { lowbit::psnr(a.batch(), a.batch(), {2.0, std::nan("")}); }, "max_db is NaN");
   lowbit::SsimOptions o;
   o.data_range = -2;
