@@ -55,10 +55,16 @@ LOWBIT_HD float nf4_threshold_cuda(int i) {
 // balanced 4-level tree of strict `>` tests on the thresholds above, i.e. the number of
 // thresholds t with xn > t. A value equal to a threshold takes the lower code. NaN fails every
 // test and gives code 0 (-1.0): that is what an all-zero block (0 * Inf) gets on CUDA.
+//
+// Computed as that count, not as the tree's descent: a loop with a constant trip count whose
+// table index the compiler resolves at compile time, where the descent indexes the table at run
+// time (on a GPU, a local-memory array built on every call).
 LOWBIT_HD uint32_t nf4_code_cuda(float xn) {
   uint32_t code = 0;
-  for (uint32_t step = 8; step > 0; step >>= 1)
-    if (xn > nf4_threshold_cuda(static_cast<int>(code + step) - 1)) code += step;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int i = 0; i < 15; ++i) code += xn > nf4_threshold_cuda(i) ? 1u : 0u;
   return code;
 }
 
@@ -84,13 +90,18 @@ LOWBIT_HD float bnb_fp4_threshold_cuda(int i) {
 // bnb "fp4" code of xn as the CUDA kernel gives it: sign bit = (xn < 0) (so -0.0 and NaN get a
 // positive code), magnitude = the interval of |xn| among the thresholds (NaN -> 0b000).
 LOWBIT_HD uint32_t bnb_fp4_code_cuda(float xn) {
-  constexpr uint32_t mag_code[8] = {0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011};
+  // mag_code[rank] for ranks 0..7 = 0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011, as
+  // 3-bit fields of one word (no run-time indexed array: see nf4_code_cuda).
+  constexpr uint32_t kMagCodes = 0u | (1u << 3) | (6u << 6) | (7u << 9) | (4u << 12) | (5u << 15) | (2u << 18) | (3u << 21);
   const uint32_t sign = xn < 0.0f ? 8u : 0u;
   const float a = xn < 0.0f ? -xn : xn;
   int rank = 0;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
   for (int i = 0; i < 7; ++i)
     if (a > bnb_fp4_threshold_cuda(i)) rank = i + 1;
-  return sign | mag_code[rank];
+  return sign | ((kMagCodes >> (3 * rank)) & 7u);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // CUDA kernels of the codebook formats (nf4, bnb_fp4, af4, codebook:...; gpu/family_cb.hpp).
 // One thread per block of g elements (absmax, codes, values without dq); dq: the offset by one
-// thread (the reference's sequential double sum), one thread per dq block of 256 absmax values,
-// then one thread per element for the values. Every rule is formats/codebook_rules.hpp, and the
+// CUDA block (the reference's sequential double sum, added by one thread from shared memory), one
+// thread per dq block of 256 absmax values, then one thread per element for the values. Fake
+// quantisation without dq takes gpu/fused.cu's fused kernel instead. Every rule is formats/codebook_rules.hpp, and the
 // tables it needs (CodebookTables, CodebookDqTables) are built on the host from CodebookParams
 // and copied to device memory per call.
 #include <cuda_runtime.h>
@@ -25,8 +26,24 @@ __global__ void cb_blocks(const CodebookTables* __restrict t, const float* __res
     absmax[b] = codebook_encode_block(*t, x + b * g, g, codes ? codes + b * g : nullptr, values ? values + b * g : nullptr);
 }
 
+// The dq offset is the reference's sequential double sum (codebook_dq_offset), the only order
+// that gives its bits: one CUDA block stages chunks of the absmax array in shared memory with
+// coalesced loads, and thread 0 adds them in order from there (what one thread alone does, minus
+// the latency of its global loads).
+constexpr int kDqChunk = 4096;
+
 __global__ void cb_dq_offset(const float* __restrict absmax, int64_t nb, float* __restrict offset) {
-  offset[0] = codebook_dq_offset(absmax, nb);
+  __shared__ float buf[kDqChunk];
+  HxMeanF32 m;
+  for (int64_t s = 0; s < nb; s += kDqChunk) {
+    const int len = static_cast<int>(nb - s < kDqChunk ? nb - s : kDqChunk);
+    for (int i = static_cast<int>(threadIdx.x); i < len; i += static_cast<int>(blockDim.x)) buf[i] = absmax[s + i];
+    __syncthreads();
+    if (threadIdx.x == 0)
+      for (int i = 0; i < len; ++i) m.add(buf[i]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) offset[0] = nb > 0 ? m.mean(nb) : 0.0f;
 }
 
 __global__ void cb_dq_blocks(const CodebookDqTables* __restrict d, bool torch, const float* __restrict absmax,
@@ -120,7 +137,7 @@ void codebook_encode(const CodebookParams& p, const float* x, int64_t rows, int6
     cb_blocks<<<grid_for(nb, kThreads), kThreads>>>(t.get(), x, g, nb, absmax.get(), c, nullptr);
     LOWBIT_CUDA_LAUNCHED("cb_blocks");
   }
-  cb_dq_offset<<<1, 1>>>(absmax.get(), nb, offset.get());
+  cb_dq_offset<<<1, kThreads>>>(absmax.get(), nb, offset.get());
   LOWBIT_CUDA_LAUNCHED("cb_dq_offset");
   if (nb > 0) {
     cb_dq_blocks<<<grid_for(nd, kThreads), kThreads>>>(d.get(), p.backend == CodebookBackend::Torch, absmax.get(), nb,

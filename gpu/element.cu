@@ -111,7 +111,9 @@ __global__ void decode_elements(ElementParams p, const uint32_t* __restrict code
   }
 }
 
-int64_t num_scales(const ElementParams& p, int64_t rows, int64_t cols) {
+}  // namespace
+
+int64_t element_num_scales(const ElementParams& p, int64_t rows, int64_t cols) {
   switch (p.gran) {
     case Granularity::None: return 0;
     case Granularity::Group: return rows * (cols / p.group);
@@ -122,37 +124,41 @@ int64_t num_scales(const ElementParams& p, int64_t rows, int64_t cols) {
   return 0;
 }
 
-}  // namespace
+void element_scales_device(const ElementParams& p, const float* x, int64_t rows, int64_t cols, ElementScale* scales) {
+  const int64_t n = rows * cols;
+  const int64_t ns = element_num_scales(p, rows, cols);
+  if (ns == 0 || n == 0) return;
+  switch (p.gran) {
+    case Granularity::Group:
+    case Granularity::Row: {
+      const int64_t len = p.gran == Granularity::Group ? p.group : cols;
+      segment_scales<<<blocks_for(ns * 32, kThreads), kThreads>>>(p, x, len, ns, scales);
+      break;
+    }
+    case Granularity::Col:
+      column_scales<<<blocks_for(cols, kThreads), kThreads>>>(p, x, rows, cols, scales);
+      break;
+    case Granularity::Tensor: {
+      const int np = static_cast<int>(std::min<int64_t>(1024, blocks_for(n, kThreads)));
+      DeviceArray<ElementRange> partial(static_cast<size_t>(np));
+      tensor_partial<<<np, kThreads>>>(x, n, partial.get());
+      LOWBIT_CUDA_LAUNCHED("tensor_partial");
+      tensor_final<<<1, 1>>>(p, partial.get(), np, scales);
+      LOWBIT_CUDA_LAUNCHED("tensor_final");
+      LOWBIT_CUDA(cudaDeviceSynchronize());  // before `partial` is freed
+      break;
+    }
+    default: break;
+  }
+  LOWBIT_CUDA_LAUNCHED("element scales");
+}
 
 void element_encode(const ElementParams& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes,
                     float* values, std::vector<std::vector<uint32_t>>* aux) {
   const int64_t n = rows * cols;
-  const int64_t ns = num_scales(p, rows, cols);
+  const int64_t ns = element_num_scales(p, rows, cols);
   DeviceArray<ElementScale> scales(static_cast<size_t>(ns));
-  if (ns > 0 && n > 0) {
-    switch (p.gran) {
-      case Granularity::Group:
-      case Granularity::Row: {
-        const int64_t len = p.gran == Granularity::Group ? p.group : cols;
-        segment_scales<<<blocks_for(ns * 32, kThreads), kThreads>>>(p, x, len, ns, scales.get());
-        break;
-      }
-      case Granularity::Col:
-        column_scales<<<blocks_for(cols, kThreads), kThreads>>>(p, x, rows, cols, scales.get());
-        break;
-      case Granularity::Tensor: {
-        const int np = static_cast<int>(std::min<int64_t>(1024, blocks_for(n, kThreads)));
-        DeviceArray<ElementRange> partial(static_cast<size_t>(np));
-        tensor_partial<<<np, kThreads>>>(x, n, partial.get());
-        LOWBIT_CUDA_LAUNCHED("tensor_partial");
-        tensor_final<<<1, 1>>>(p, partial.get(), np, scales.get());
-        LOWBIT_CUDA(cudaDeviceSynchronize());
-        break;
-      }
-      default: break;
-    }
-    LOWBIT_CUDA_LAUNCHED("element scales");
-  }
+  element_scales_device(p, x, rows, cols, scales.get());
   if (n > 0) {
     encode_elements<<<grid_for(n, kThreads), kThreads>>>(p, x, n, cols, ns ? scales.get() : nullptr, codes, values);
     LOWBIT_CUDA_LAUNCHED("encode_elements");
@@ -173,7 +179,7 @@ void element_encode(const ElementParams& p, const float* x, int64_t rows, int64_
 void element_decode(const ElementParams& p, const uint32_t* codes, int64_t rows, int64_t cols,
                     const std::vector<std::vector<uint32_t>>& aux, float* values) {
   const int64_t n = rows * cols;
-  const int64_t ns = num_scales(p, rows, cols);
+  const int64_t ns = element_num_scales(p, rows, cols);
   DeviceArray<ElementScale> scales(static_cast<size_t>(ns));
   if (ns > 0) {
     if (aux.empty() || static_cast<int64_t>(aux[0].size()) != ns || (p.asym && (aux.size() < 2 || aux[1].size() != aux[0].size())))

@@ -6,6 +6,10 @@
 
 #include "formats/params.hpp"
 
+namespace lowbit {
+struct ElementScale;  // formats/element_rules.hpp
+}
+
 namespace lowbit::gpu {
 
 // What a family's encode produces on the device: one u32 code per element and the u32 values of
@@ -27,8 +31,16 @@ int64_t packed_size_host(int64_t n, int code_bits);
 // (device, n) may be null; aux receives "scales" then "zero_points" (if asym).
 void element_encode(const ElementParams& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes,
                     float* values, std::vector<std::vector<uint32_t>>* aux);
+// Number of scales of a rows x cols tensor (0 for a plain cast), and the scales themselves
+// (device, element_num_scales entries) from the shared rules.
+int64_t element_num_scales(const ElementParams& p, int64_t rows, int64_t cols);
+void element_scales_device(const ElementParams& p, const float* x, int64_t rows, int64_t cols, ElementScale* scales);
 // Values from codes and the aux sections (host values, as encode returned them).
 void element_decode(const ElementParams& p, const uint32_t* codes, int64_t rows, int64_t cols,
                     const std::vector<std::vector<uint32_t>>& aux, float* values);
+
+// Fake quantisation of a rows x cols tensor (device pointers) in one fused pass (gpu/fused.cu),
+// not synchronised unless it allocated; false where no fused kernel applies (then nothing ran).
+bool fused_fake_quant(const FormatParams& p, const float* x, float* y, int64_t rows, int64_t cols);
 
 }  // namespace lowbit::gpu

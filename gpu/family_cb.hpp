@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "formats/params.hpp"
+#include "gpu/cuda_check.hpp"
 
 namespace lowbit::gpu {
 
@@ -25,6 +26,9 @@ void codebook_decode(const CodebookParams& p, const uint32_t* codes, int64_t row
 
 // lzs4 (QuaRTZ): formats/lzs_rules.hpp. aux receives "flags" (u8, rows * cols / group) and
 // "s8" (f32: 1 per tensor, or rows per token).
+// The stage-1 scales s8 on the device (one per row for s8=token, else one), as lzs_encode
+// derives them.
+DeviceArray<float> lzs_scales_device(const LzsParams& p, const float* x, int64_t rows, int64_t cols);
 void lzs_encode(const LzsParams& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes, float* values,
                 std::vector<std::vector<uint32_t>>* aux);
 void lzs_decode(const LzsParams& p, const uint32_t* codes, int64_t rows, int64_t cols,

@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "formats/nvfp4.hpp"
 #include "formats/params.hpp"
+#include "gpu/cuda_check.hpp"
 
 namespace lowbit::gpu {
 
@@ -24,6 +26,9 @@ void mx_decode(const MxParams& p, const uint32_t* codes, int64_t rows, int64_t c
 void nvfp4_encode(const Nvfp4Params& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes, float* values,
                   std::vector<std::vector<uint32_t>>* aux);
 // Values from codes and aux = {"scales"} or {"scales", "tensor_scale" bits}.
+// The tensor-level state of n values on the device (two-stage amax; single level: the default
+// state), as nvfp4_encode derives it.
+DeviceArray<Nvfp4Tensor> nvfp4_tensor_device(const Nvfp4Params& p, const float* x, int64_t n);
 void nvfp4_decode(const Nvfp4Params& p, const uint32_t* codes, int64_t rows, int64_t cols,
                   const std::vector<std::vector<uint32_t>>& aux, float* values);
 

@@ -165,7 +165,22 @@ void fake_quant(const TensorFormat& f, std::span<const float> x, const Shape& sh
 }
 
 void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape) {
+  f.check_shape(shape);
+  const RowView rv = row_view(shape);
+  if (fused_fake_quant(f.params(), d_x, d_out, rv.rows, rv.cols)) {
+    LOWBIT_CUDA(cudaDeviceSynchronize());
+    return;
+  }
   run_encode(f, d_x, shape, nullptr, d_out, nullptr);
+}
+
+void quantize_device(const TensorFormat& f, const float* d_x, const Shape& shape, uint8_t* d_packed,
+                     std::vector<std::vector<uint32_t>>* aux) {
+  const int64_t n = shape_numel(shape);
+  DeviceArray<uint32_t> codes(static_cast<size_t>(n));
+  run_encode(f, d_x, shape, codes.get(), nullptr, aux);
+  pack_codes_device(codes.get(), n, f.code_bits(), hi_first(f), d_packed);
+  LOWBIT_CUDA(cudaDeviceSynchronize());
 }
 
 }  // namespace lowbit::gpu

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "formats/tensor_format.hpp"
 
@@ -31,5 +32,11 @@ void encode_codes(const TensorFormat& f, std::span<const float> x, const Shape& 
 // Device-memory fake quantisation (d_x, d_out: device pointers of numel(shape) floats), on the
 // default stream, synchronised: for benchmarks and the model engine.
 void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape);
+
+// Device-memory quantisation (the reference encode kernels, then packing on the device): the
+// packed "codes" section into d_packed (packed_bytes(numel, f.code_bits()) bytes, device), the
+// other sections' values to the host; synchronised. For benchmarks.
+void quantize_device(const TensorFormat& f, const float* d_x, const Shape& shape, uint8_t* d_packed,
+                     std::vector<std::vector<uint32_t>>* aux);
 
 }  // namespace lowbit::gpu

@@ -99,10 +99,8 @@ void check_groups(const LzsParams& p, int64_t cols) {
 
 }  // namespace
 
-void lzs_encode(const LzsParams& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes, float* values,
-                std::vector<std::vector<uint32_t>>* aux) {
-  check_groups(p, cols);
-  const int64_t n = rows * cols, ng = n / p.group;
+DeviceArray<float> lzs_scales_device(const LzsParams& p, const float* x, int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
   const int64_t ns = p.per_token ? rows : 1;
   DeviceArray<float> s8(static_cast<size_t>(ns));
   if (ns > 0) LOWBIT_CUDA(cudaMemset(s8.get(), 0, static_cast<size_t>(ns) * sizeof(float)));  // no element: 0
@@ -121,6 +119,15 @@ void lzs_encode(const LzsParams& p, const float* x, int64_t rows, int64_t cols, 
       LOWBIT_CUDA(cudaDeviceSynchronize());
     }
   }
+  LOWBIT_CUDA(cudaDeviceSynchronize());
+  return s8;
+}
+
+void lzs_encode(const LzsParams& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes, float* values,
+                std::vector<std::vector<uint32_t>>* aux) {
+  check_groups(p, cols);
+  const int64_t n = rows * cols, ng = n / p.group;
+  const DeviceArray<float> s8 = lzs_scales_device(p, x, rows, cols);
   DeviceArray<uint32_t> flags(static_cast<size_t>(ng));
   if (ng > 0) {
     lzs_groups<<<grid_for(ng, kThreads), kThreads>>>(p, x, ng, cols, s8.get(), flags.get(), codes, values);

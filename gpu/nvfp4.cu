@@ -95,11 +95,7 @@ void check_cols(const char* what, int64_t cols) {
 
 }  // namespace
 
-void nvfp4_encode(const Nvfp4Params& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes, float* values,
-                  std::vector<std::vector<uint32_t>>* aux) {
-  check_cols("gpu nvfp4 encode", cols);
-  const int64_t n = rows * cols;
-  const int64_t nblk = n / kNvfp4Block;
+DeviceArray<Nvfp4Tensor> nvfp4_tensor_device(const Nvfp4Params& p, const float* x, int64_t n) {
   // Single level needs no tensor amax (the CPU computes none either).
   int np = 0;
   DeviceArray<uint32_t> partial;
@@ -112,6 +108,16 @@ void nvfp4_encode(const Nvfp4Params& p, const float* x, int64_t rows, int64_t co
   DeviceArray<Nvfp4Tensor> t(1);
   nvfp4_tensor_final<<<1, 1>>>(p, partial.get(), np, t.get());
   LOWBIT_CUDA_LAUNCHED("nvfp4_tensor_final");
+  LOWBIT_CUDA(cudaDeviceSynchronize());  // before `partial` is freed
+  return t;
+}
+
+void nvfp4_encode(const Nvfp4Params& p, const float* x, int64_t rows, int64_t cols, uint32_t* codes, float* values,
+                  std::vector<std::vector<uint32_t>>* aux) {
+  check_cols("gpu nvfp4 encode", cols);
+  const int64_t n = rows * cols;
+  const int64_t nblk = n / kNvfp4Block;
+  const DeviceArray<Nvfp4Tensor> t = nvfp4_tensor_device(p, x, n);
   DeviceArray<uint32_t> scales(aux ? static_cast<size_t>(nblk) : 0);
   if (nblk > 0) {
     nvfp4_encode_blocks<<<grid_for((nblk + 1) / 2 * 32, kThreads), kThreads>>>(p, t.get(), x, nblk,

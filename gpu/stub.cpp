@@ -20,5 +20,8 @@ void decode(const TensorFormat&, const PackedTensor&, std::span<float>) { no_cud
 void fake_quant(const TensorFormat&, std::span<const float>, const Shape&, std::span<float>) { no_cuda(); }
 void encode_codes(const TensorFormat&, std::span<const float>, const Shape&, std::span<uint32_t>) { no_cuda(); }
 void fake_quant_device(const TensorFormat&, const float*, float*, const Shape&) { no_cuda(); }
+void quantize_device(const TensorFormat&, const float*, const Shape&, uint8_t*, std::vector<std::vector<uint32_t>>*) {
+  no_cuda();
+}
 
 }  // namespace lowbit::gpu

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "formats/error.hpp"
+#include "sim/json_fields.hpp"
 #include "sim/json_strict.hpp"
 #include "formats/registry.hpp"
 #include "formats/spec.hpp"
@@ -129,23 +130,13 @@ void parse_captured_name(const std::string& name, std::string& step, std::string
 Json parse_json(std::string_view text, const std::string& label) { return parse_json_strict(text, label); }
 
 // Builds a plan from the parsed JSON; every error names the file and the key path.
-class Parser {
+class Parser : private JsonFields {
  public:
-  Parser(std::string label, std::filesystem::path dir) : label_(std::move(label)), dir_(std::move(dir)) {}
+  Parser(std::string label, std::filesystem::path dir) : JsonFields(std::move(label)), dir_(std::move(dir)) {}
 
   SweepPlan parse(const Json& root);
 
  private:
-  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    throw Error(fmt::format("{}: {}: {}", label_, path, what));
-  }
-  void check_keys(const Json& obj, const std::string& path, const std::vector<std::string>& allowed) const;
-  const Json& object(const Json& j, const std::string& path) const;
-  std::string string(const Json& j, const std::string& path) const;
-  std::vector<std::string> string_list(const Json& j, const std::string& path) const;
-  int64_t integer(const Json& j, const std::string& path, int64_t lo, int64_t hi, const std::string& what) const;
-  std::vector<int64_t> int_list(const Json& j, const std::string& path, int64_t lo, const std::string& what) const;
-
   std::vector<int> tensor_source(const Json& j, const std::string& path);
   std::vector<int> file_source(const Json& j, const std::string& path);
   std::vector<int> synthetic_source(const Json& j, const std::string& path);
@@ -166,7 +157,6 @@ class Parser {
   std::string checked_algorithm(const std::string& spec, const std::string& path);
   void add_cell(SweepCell cell);
 
-  std::string label_;
   std::filesystem::path dir_, base_;
   SweepPlan plan_;
   Axes axes_;
@@ -176,57 +166,6 @@ class Parser {
   std::unordered_map<std::string, std::string> spec_cache_;
   std::unordered_set<std::string> canonicals_;
 };
-
-void Parser::check_keys(const Json& obj, const std::string& path, const std::vector<std::string>& allowed) const {
-  for (const auto& [k, v] : obj.items()) {
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
-      fail(path.empty() ? k : path + "." + k, fmt::format("unknown key (expected one of: {})", join(allowed, ", ")));
-  }
-}
-
-const Json& Parser::object(const Json& j, const std::string& path) const {
-  if (!j.is_object()) fail(path, "expected an object");
-  return j;
-}
-
-std::string Parser::string(const Json& j, const std::string& path) const {
-  if (!j.is_string() || j.get<std::string>().empty()) fail(path, "expected a non-empty string");
-  return j.get<std::string>();
-}
-
-std::vector<std::string> Parser::string_list(const Json& j, const std::string& path) const {
-  if (!j.is_array() || j.empty()) fail(path, "expected a non-empty list of strings");
-  std::vector<std::string> out;
-  for (size_t i = 0; i < j.size(); ++i) {
-    if (!j[i].is_string() || j[i].get<std::string>().empty())
-      fail(fmt::format("{}[{}]", path, i), "expected a non-empty string");
-    out.push_back(j[i].get<std::string>());
-  }
-  return out;
-}
-
-int64_t Parser::integer(const Json& j, const std::string& path, int64_t lo, int64_t hi, const std::string& what) const {
-  if (j.is_number_unsigned()) {
-    const uint64_t v = j.get<uint64_t>();
-    if (v <= static_cast<uint64_t>(hi) && static_cast<int64_t>(v) >= lo) return static_cast<int64_t>(v);
-  } else if (j.is_number_integer()) {
-    const int64_t v = j.get<int64_t>();
-    if (v >= lo && v <= hi) return v;
-  }
-  fail(path, "expected " + what);
-}
-
-std::vector<int64_t> Parser::int_list(const Json& j, const std::string& path, int64_t lo, const std::string& what) const {
-  if (!j.is_array() || j.empty()) fail(path, "expected " + what);
-  std::vector<int64_t> out;
-  for (const auto& v : j) {
-    if (!(v.is_number_integer() || v.is_number_unsigned())) fail(path, "expected " + what);
-    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) fail(path, "expected " + what);
-    if (v.get<int64_t>() < lo) fail(path, "expected " + what);
-    out.push_back(v.get<int64_t>());
-  }
-  return out;
-}
 
 int Parser::add_tensor(SweepTensor t) {
   const std::string key = t.key();
@@ -464,11 +403,11 @@ void Parser::add_cell(SweepCell cell) {
 }
 
 SweepPlan Parser::parse(const Json& root) {
-  if (!root.is_object()) throw Error(fmt::format("{}: expected a JSON object at the top level", label_));
+  if (!root.is_object()) throw Error(fmt::format("{}: expected a JSON object at the top level", label()));
   check_keys(root, "", {"name", "description", "root", "output", "threads", "seed", "axes", "tensors", "formats",
                         "pairs", "algorithms", "weight_formats", "act_formats"});
-  plan_.file = label_;
-  plan_.name = root.contains("name") ? string(root["name"], "name") : std::filesystem::path(label_).stem().string();
+  plan_.file = label();
+  plan_.name = root.contains("name") ? string(root["name"], "name") : std::filesystem::path(label()).stem().string();
   if (!std::all_of(plan_.name.begin(), plan_.name.end(),
                    [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; }))
     fail("name", "expected letters, digits, '_', '-' and '.' only");

@@ -1,8 +1,10 @@
 // GPU throughput of every format family's fake quantisation beside a device-to-device copy of
 // the same bytes measured in the same run (the hardware ceiling): effective bandwidth counts the
 // float32 tensor read once and written once, as the copy does.
-//   lowbit_gpu_bench [--rows R] [--cols C] [--reps N] [--formats SPEC,...]
-// Prints one table row per format: ms (median of N), GB/s, ratio to the copy.
+//   lowbit_gpu_bench [--rows R] [--cols C] [--reps N] [--formats SPEC,...] [--quantize 0|1]
+// Prints one table row per format: ms (median of N), GB/s, ratio to the copy; --quantize 1 adds
+// a row for quantisation to packed codes (float32 read + packed bytes written, over the copy's
+// bandwidth).
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -49,6 +51,7 @@ double median_ms(int reps, Fn&& fn) {
 int main(int argc, char** argv) {
   int64_t rows = 16384, cols = 16384;
   int reps = 20;
+  bool quantize = false;
   std::string list =
       "int8,fp8_e4m3,fp8_e5m2,bf16,fp4_e2m1,int8:row,int4:g64,int4:g64:scale=fp16,uint4:g64,int4:g128,"
       "fp4_e2m1:g16:scale=e4m3,fp8_e4m3:g32:scale=e8m0,int4:g16:round=sr:seed=1,fp8_e4m3:round=sr:seed=1,"
@@ -59,8 +62,9 @@ int main(int argc, char** argv) {
     else if (k == "--cols") cols = std::stoll(v);
     else if (k == "--reps") reps = std::stoi(v);
     else if (k == "--formats") list = v;
+    else if (k == "--quantize") quantize = v == "1";
     else {
-      fmt::print(stderr, "usage: lowbit_gpu_bench [--rows R] [--cols C] [--reps N] [--formats SPEC,...]\n");
+      fmt::print(stderr, "usage: lowbit_gpu_bench [--rows R] [--cols C] [--reps N] [--formats SPEC,...] [--quantize 0|1]\n");
       return 2;
     }
   }
@@ -93,6 +97,18 @@ int main(int argc, char** argv) {
       }
       const double ms = median_ms(reps, [&] { lowbit::gpu::fake_quant_device(*f, x.get(), y.get(), {rows, cols}); });
       fmt::print("{:<32} {:>9.3f} {:>9.1f} {:>9.2f}\n", spec, ms, bytes / ms / 1e6, copy_ms / ms);
+      if (quantize) {
+        // Quantise: read float32, write the packed codes; scales come back to the host (counted
+        // in the time, not in the bytes).
+        DeviceArray<uint8_t> packed(static_cast<size_t>(lowbit::packed_bytes(n, f->code_bits())));
+        const double qms = median_ms(reps, [&] {
+          std::vector<std::vector<uint32_t>> aux;
+          lowbit::gpu::quantize_device(*f, x.get(), {rows, cols}, packed.get(), &aux);
+        });
+        const double qbytes = 4.0 * static_cast<double>(n) + static_cast<double>(packed.size());
+        fmt::print("{:<32} {:>9.3f} {:>9.1f} {:>9.2f}\n", "  quantize " + spec, qms, qbytes / qms / 1e6,
+                   (qbytes / qms) / (bytes / copy_ms));
+      }
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "lowbit_gpu_bench: error: {}\n", e.what());

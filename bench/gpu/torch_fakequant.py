@@ -1,6 +1,7 @@
-"""PyTorch baselines for the GPU benchmark: eager and torch.compile fake quantisation of INT4 g64,
-MXFP4 and NVFP4 written with torch ops (the way a researcher without lowbit would write them),
-on the same 16k x 16k float32 tensor as lowbit_gpu_bench, beside a device-to-device copy.
+"""PyTorch baselines for the GPU benchmark: eager and torch.compile fake quantisation written with
+torch ops (the way a researcher without lowbit would write them) — FP8 E4M3 and BF16 casts (torch's
+own dtype conversions), INT8 per row, INT4 g64, MXFP4, NVFP4 and NF4 (g64) — on the same
+16k x 16k float32 tensor as lowbit_gpu_bench, beside a device-to-device copy.
 
     python3 bench/gpu/torch_fakequant.py [--rows 16384] [--cols 16384] [--reps 20]
 
@@ -44,6 +45,36 @@ def nvfp4(x):
     return (fp4_e2m1(g / s) * s).reshape(x.shape)
 
 
+def fp8_e4m3(x):
+    return x.to(torch.float8_e4m3fn).to(torch.float32)
+
+
+def bf16(x):
+    return x.to(torch.bfloat16).to(torch.float32)
+
+
+def int8_row(x):
+    s = x.abs().amax(dim=-1, keepdim=True) / 127
+    s = torch.where(s == 0, torch.ones_like(s), s)
+    return torch.clamp(torch.round(x / s), -127, 127) * s
+
+
+NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+       -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+       0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+       0.7229568362236023, 1.0]
+
+
+def nf4(x):
+    table = torch.tensor(NF4, device=x.device)
+    mid = (table[1:] + table[:-1]) / 2
+    g = x.reshape(-1, 64)
+    a = g.abs().amax(dim=1, keepdim=True)
+    a = torch.where(a == 0, torch.ones_like(a), a)
+    idx = torch.bucketize(g / a, mid)
+    return (table[idx] * a).reshape(x.shape)
+
+
 def median_ms(fn, reps):
     fn()
     torch.cuda.synchronize()
@@ -73,7 +104,8 @@ def main():
     print(f"GPU {torch.cuda.get_device_name(0)}; torch {torch.__version__}; tensor {args.rows} x {args.cols} float32")
     print(f"{'operation':<28} {'ms':>9} {'GB/s':>9} {'vs copy':>9}")
     print(f"{'device-to-device copy':<28} {copy:9.3f} {nbytes / copy / 1e6:9.1f} {1.0:9.2f}")
-    for name, fn in [("int4:g64", int4_g64), ("mxfp4", mxfp4), ("nvfp4", nvfp4)]:
+    for name, fn in [("fp8_e4m3", fp8_e4m3), ("bf16", bf16), ("int8:row", int8_row), ("int4:g64", int4_g64),
+                     ("mxfp4", mxfp4), ("nvfp4", nvfp4), ("nf4", nf4)]:
         for mode in ("eager", "compile"):
             f = fn if mode == "eager" else torch.compile(fn)
             ms = median_ms(lambda: f(x), args.reps)

@@ -128,6 +128,47 @@ TEST(Nf4, CudaThresholdsExactlyAndOneUlpEitherSide) {
   }
 }
 
+// bnb's kernels, as they are written: dQuantizeNF4's balanced tree of `>` tests and
+// dQuantizeFP4's threshold cascade with its magnitude-code table. nf4_code_cuda and
+// bnb_fp4_code_cuda compute the same codes without run-time indexed arrays.
+uint32_t nf4_tree(float x) {
+  uint32_t code = 0;
+  for (uint32_t step = 8; step > 0; step >>= 1)
+    if (x > nf4_threshold_cuda(static_cast<int>(code + step) - 1)) code += step;
+  return code;
+}
+uint32_t bnb_fp4_cascade(float x) {
+  const uint32_t mag_code[8] = {0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011};
+  const uint32_t sign = x < 0.0f ? 8u : 0u;
+  const float a = x < 0.0f ? -x : x;
+  int rank = 0;
+  for (int i = 0; i < 7; ++i)
+    if (a > bnb_fp4_threshold_cuda(i)) rank = i + 1;
+  return sign | mag_code[rank];
+}
+
+TEST(Nf4, CountFormEqualsTheKernelsTreeAndCascade) {
+  std::vector<float> x = {0.0f, -0.0f, 1.0f, -1.0f, 2.0f, -2.0f, std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  for (int i = 0; i < 15; ++i) {
+    const float t = nf4_threshold_cuda(i);
+    x.insert(x.end(), {t, up(t), down(t), up(up(t)), down(down(t))});
+  }
+  for (int i = 0; i < 7; ++i) {
+    for (const float t : {bnb_fp4_threshold_cuda(i), -bnb_fp4_threshold_cuda(i)})
+      x.insert(x.end(), {t, up(t), down(t)});
+  }
+  uint32_t state = 12345u;
+  for (int i = 0; i < 200000; ++i) {
+    state = state * 1664525u + 1013904223u;
+    x.push_back((static_cast<float>(state >> 8) / 16777216.0f) * 2.4f - 1.2f);
+  }
+  for (const float v : x) {
+    ASSERT_EQ(nf4_code_cuda(v), nf4_tree(v)) << v;
+    ASSERT_EQ(bnb_fp4_code_cuda(v), bnb_fp4_cascade(v)) << v;
+  }
+}
+
 TEST(Nf4, CudaLiteralsAreFloatLiteralsNotDoubleCasts) {
   // The kernel's thresholds carry an `f` suffix: each is its decimal rounded once to float32.
   // The exact midpoint of two codes is a float at i = 2, 6, 7, 9, 11, 13 (x = threshold is then
