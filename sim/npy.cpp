@@ -37,10 +37,10 @@ struct DescrInfo {
 
 constexpr DescrInfo kDescrs[] = {
     {"<f4", DType::F32}, {"<f2", DType::F16}, {"|i1", DType::I8},  {"|u1", DType::U8},
-    {"<u2", DType::U16}, {"<u4", DType::U32}, {"<i4", DType::I32},
+    {"<u2", DType::U16}, {"<u4", DType::U32}, {"<i4", DType::I32}, {"<f8", DType::F64},
 };
 
-constexpr std::string_view kSupported = "<f4, <f2, |i1, |u1, <u2, <u4, <i4";
+constexpr std::string_view kSupported = "<f4, <f2, |i1, |u1, <u2, <u4, <i4, <f8";
 
 std::optional<DType> dtype_from_descr(std::string_view d) {
   for (const auto& e : kDescrs)

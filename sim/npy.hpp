@@ -1,5 +1,5 @@
 // NumPy .npy reader/writer (format versions 1.0, 2.0, 3.0; see numpy/lib/format.py).
-// Supported descrs: <f4 <f2 |i1 |u1 <u2 <u4 <i4 (1-byte types also as '<', '>' or '='),
+// Supported descrs: <f4 <f2 |i1 |u1 <u2 <u4 <i4 <f8 (1-byte types also as '<', '>' or '='),
 // C order only. The reader validates magic, version, header length, the header dict (parsed
 // here as a strict Python literal subset, not evaluated), shape arithmetic and the data size.
 #pragma once

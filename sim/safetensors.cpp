@@ -30,7 +30,7 @@ using Json = nlohmann::ordered_json;  // keeps header order, used to order empty
 
 constexpr uint64_t kMaxHeaderSize = 100'000'000;  // safetensors MAX_HEADER_SIZE
 constexpr std::string_view kMetadataKey = "__metadata__";
-constexpr std::string_view kSupported = "F32, F16, BF16, I8, U8, U16, U32, I32";
+constexpr std::string_view kSupported = "F32, F16, BF16, I8, U8, U16, U32, I32, F64";
 
 struct Entry {
   std::string name;

@@ -1,6 +1,7 @@
 // safetensors reader/writer (https://github.com/huggingface/safetensors, format section):
 // 8-byte little-endian u64 header length N, N bytes of JSON header, then the data buffer.
-// Supported dtypes: F32 F16 BF16 I8 U8, plus U16 U32 I32 for lowbit's own outputs.
+// Supported dtypes: F32 F16 BF16 I8 U8, plus U16 U32 I32 for lowbit's own outputs and F64 for
+// cached statistics and float64 reference outputs.
 // Validation follows the reference implementation: header < 100 MB, every entry has dtype,
 // shape and data_offsets, the tensors cover the data buffer exactly (no gaps, no overlaps),
 // and "__metadata__" is a string -> string object. Duplicate JSON keys are also rejected.

@@ -25,7 +25,7 @@ struct DTypeInfo {
 constexpr DTypeInfo kDTypes[] = {
     {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
     {DType::I8, "I8", 1},   {DType::U8, "U8", 1},   {DType::U16, "U16", 2},
-    {DType::U32, "U32", 4}, {DType::I32, "I32", 4},
+    {DType::U32, "U32", 4}, {DType::I32, "I32", 4}, {DType::F64, "F64", 8},
 };
 
 const DTypeInfo& info(DType dtype) {
@@ -41,8 +41,8 @@ T load(const uint8_t* p) {
   return v;
 }
 
-template <typename T, typename F>
-void widen(const Tensor& t, std::vector<float>& out, F convert) {
+template <typename T, typename F, typename Out>
+void widen(const Tensor& t, std::vector<Out>& out, F convert) {
   const uint8_t* p = t.data.data();
   for (size_t i = 0; i < out.size(); ++i) out[i] = convert(load<T>(p + i * sizeof(T)));
 }
@@ -95,6 +95,11 @@ Tensor tensor_from_f32(std::vector<int64_t> shape, std::span<const float> values
   return tensor_from_raw(DType::F32, std::move(shape), std::as_bytes(values), std::move(name));
 }
 
+Tensor tensor_from_f64(std::vector<int64_t> shape, std::span<const double> values,
+                       std::string name) {
+  return tensor_from_raw(DType::F64, std::move(shape), std::as_bytes(values), std::move(name));
+}
+
 Tensor tensor_from_raw(DType dtype, std::vector<int64_t> shape, std::span<const std::byte> bytes,
                        std::string name) {
   const auto need = checked_byte_size(shape, dtype_size(dtype));
@@ -133,30 +138,42 @@ float f16_bits_to_f32(uint16_t bits) {
 // bfloat16 is the top half of binary32 (same exponent field), so widening is a shift.
 float bf16_bits_to_f32(uint16_t bits) { return f32_from_bits(static_cast<uint32_t>(bits) << 16); }
 
-std::vector<float> to_f32(const Tensor& t) {
+namespace {
+
+void check_bytes(const Tensor& t) {
   const auto need = checked_byte_size(t.shape, dtype_size(t.dtype));
   if (!need || t.data.size() != *need)
     throw Error(fmt::format("tensor '{}': holds {} bytes, inconsistent with shape {} of {}",
                             t.name, t.data.size(), shape_to_string(t.shape),
                             dtype_name(t.dtype)));
-  std::vector<float> out(static_cast<size_t>(t.numel()));
+}
+
+// Every dtype converted to Out by a plain C++ conversion, except the 16-bit floats, which are
+// widened through their exact float32 value.
+template <typename Out>
+std::vector<Out> convert_all(const Tensor& t) {
+  check_bytes(t);
+  std::vector<Out> out(static_cast<size_t>(t.numel()));
+  auto cast = [](auto v) { return static_cast<Out>(v); };
+  auto f16 = [](uint16_t b) { return static_cast<Out>(f16_bits_to_f32(b)); };
+  auto bf16 = [](uint16_t b) { return static_cast<Out>(bf16_bits_to_f32(b)); };
   switch (t.dtype) {
-    case DType::F32: widen<float>(t, out, [](float v) { return v; }); break;
-    case DType::F16: widen<uint16_t>(t, out, f16_bits_to_f32); break;
-    case DType::BF16: widen<uint16_t>(t, out, bf16_bits_to_f32); break;
-    case DType::I8: widen<int8_t>(t, out, [](int8_t v) { return static_cast<float>(v); }); break;
-    case DType::U8: widen<uint8_t>(t, out, [](uint8_t v) { return static_cast<float>(v); }); break;
-    case DType::U16:
-      widen<uint16_t>(t, out, [](uint16_t v) { return static_cast<float>(v); });
-      break;
-    case DType::U32:
-      widen<uint32_t>(t, out, [](uint32_t v) { return static_cast<float>(v); });
-      break;
-    case DType::I32:
-      widen<int32_t>(t, out, [](int32_t v) { return static_cast<float>(v); });
-      break;
+    case DType::F32: widen<float>(t, out, cast); break;
+    case DType::F16: widen<uint16_t>(t, out, f16); break;
+    case DType::BF16: widen<uint16_t>(t, out, bf16); break;
+    case DType::I8: widen<int8_t>(t, out, cast); break;
+    case DType::U8: widen<uint8_t>(t, out, cast); break;
+    case DType::U16: widen<uint16_t>(t, out, cast); break;
+    case DType::U32: widen<uint32_t>(t, out, cast); break;
+    case DType::I32: widen<int32_t>(t, out, cast); break;
+    case DType::F64: widen<double>(t, out, cast); break;
   }
   return out;
 }
+
+}  // namespace
+
+std::vector<float> to_f32(const Tensor& t) { return convert_all<float>(t); }
+std::vector<double> to_f64(const Tensor& t) { return convert_all<double>(t); }
 
 }  // namespace lowbit

@@ -19,7 +19,8 @@ static_assert(std::endian::native == std::endian::little,
               "lowbit tensor IO assumes a little-endian host");
 
 // Element types. Names and sizes follow the safetensors spelling ("F32", "BF16", ...).
-enum class DType { F32, F16, BF16, I8, U8, U16, U32, I32 };
+// F64 holds cached statistics (feature means and covariances) and float64 reference outputs.
+enum class DType { F32, F16, BF16, I8, U8, U16, U32, I32, F64 };
 
 std::string_view dtype_name(DType dtype);
 size_t dtype_size(DType dtype);
@@ -57,8 +58,16 @@ Tensor tensor_from_raw(DType dtype, std::vector<int64_t> shape, std::span<const 
 float f16_bits_to_f32(uint16_t bits);
 float bf16_bits_to_f32(uint16_t bits);
 
-// Widens every element to float32: exact for F32/F16/BF16/I8/U8/U16; I32/U32 round to nearest
-// even when |x| > 2^24.
+// Builds an F64 tensor; values.size() must equal the shape's numel.
+Tensor tensor_from_f64(std::vector<int64_t> shape, std::span<const double> values,
+                       std::string name = "");
+
+// Converts every element to float32: exact for F32/F16/BF16/I8/U8/U16; I32/U32 round to nearest
+// even when |x| > 2^24; F64 rounds to nearest even (the C++ double -> float conversion under the
+// default rounding mode), overflowing to ±Inf, NaN staying NaN.
 std::vector<float> to_f32(const Tensor& tensor);
+
+// Converts every element to float64; exact for every dtype (F64 bits are kept as they are).
+std::vector<double> to_f64(const Tensor& tensor);
 
 }  // namespace lowbit

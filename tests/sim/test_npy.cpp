@@ -67,7 +67,7 @@ const std::string kF32_2x3 = "{'descr': '<f4', 'fortran_order': False, 'shape': 
 
 TEST_F(NpyTest, RoundTripEveryDtypeAndShape) {
   const std::vector<DType> dtypes = {DType::F32, DType::F16, DType::I8, DType::U8,
-                                     DType::U16, DType::U32, DType::I32};
+                                     DType::U16, DType::U32, DType::I32, DType::F64};
   const std::vector<std::vector<int64_t>> shapes = {{}, {0}, {7}, {2, 0, 3}, {2, 3, 4}};
   uint32_t state = 12345;
   for (DType dt : dtypes) {
@@ -114,6 +114,29 @@ TEST_F(NpyTest, WriteMatchesHandBuiltSpecBytes) {
   const Tensor r = lowbit::read_npy(write_raw("hand.npy", expected));
   EXPECT_EQ(r.shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(lowbit::to_f32(r), values);
+}
+
+TEST_F(NpyTest, F64MatchesHandBuiltSpecBytes) {
+  // numpy's float64 descr is '<f8'; the header of a (3,) array is 10 + 56 + 1 = 67 -> 128 bytes.
+  const std::vector<double> values = {0.1, -2.0, 1e-310};
+  const std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }";
+  std::string data(reinterpret_cast<const char*>(values.data()), values.size() * 8);
+  const Tensor r = lowbit::read_npy(write_npy_bytes("hand.npy", dict + std::string(20, ' '), data));
+  EXPECT_EQ(r.dtype, DType::F64);
+  EXPECT_EQ(r.shape, (std::vector<int64_t>{3}));
+  EXPECT_EQ(lowbit::to_f64(r), values);
+
+  lowbit::write_npy(file("w.npy"), lowbit::tensor_from_f64({3}, values));
+  std::ifstream in(file("w.npy"), std::ios::binary);
+  const std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(got.size(), 128u + 24u);
+  EXPECT_EQ(got.substr(10, dict.size()), dict);
+  EXPECT_EQ(got.substr(128), data);
+  // A big-endian float64 is named as such.
+  expect_error([&] {
+    lowbit::read_npy(write_npy_bytes(
+        "be.npy", "{'descr': '>f8', 'fortran_order': False, 'shape': (), }", std::string(8, '\0')));
+  }, "big-endian");
 }
 
 TEST_F(NpyTest, WriteScalarAndOneDimHeaders) {
@@ -262,7 +285,7 @@ TEST_F(NpyTest, DuplicateKey) {
 }
 
 TEST_F(NpyTest, UnsupportedDescr) {
-  for (const char* descr : {"<f8", "<i8", "|b1", "f4", "=f4", "<U3"}) {
+  for (const char* descr : {"<f16", "<c8", "<i8", "|b1", "f4", "=f4", "f8", "<U3"}) {
     SCOPED_TRACE(descr);
     expect_error([&] {
       lowbit::read_npy(write_npy_bytes(

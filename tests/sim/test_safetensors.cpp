@@ -5,6 +5,8 @@
 #include "tests/sim/temp_dir_test.hpp"
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -66,7 +68,8 @@ std::string entry(const std::string& name, const std::string& dtype, const std::
 
 TEST_F(SafetensorsTest, RoundTripEveryDtypeAndShape) {
   const std::vector<DType> dtypes = {DType::F32, DType::F16, DType::BF16, DType::I8,
-                                     DType::U8,  DType::U16, DType::U32,  DType::I32};
+                                     DType::U8,  DType::U16, DType::U32,  DType::I32,
+                                     DType::F64};
   const std::vector<std::vector<int64_t>> shapes = {{}, {0}, {5}, {3, 0, 2}, {2, 3, 4}};
   std::vector<Tensor> tensors;
   uint32_t state = 777;
@@ -133,6 +136,39 @@ TEST_F(SafetensorsTest, WriteMatchesHandBuiltSpecBytes) {
   EXPECT_EQ(lowbit::to_f32(back[0]), w);
   EXPECT_EQ(back[1].data, std::vector<uint8_t>{7});
   EXPECT_TRUE(back[1].shape.empty());
+}
+
+TEST_F(SafetensorsTest, F64HandBuiltAndReferenceWriter) {
+  // Hand-built: "F64" entries are 8 bytes per element, little-endian IEEE binary64.
+  const std::vector<double> v = {0.1, -3.5};
+  const fs::path p = write_st("f.safetensors", "{" + entry("x", "F64", "[2]", 0, 16) + "}",
+                              std::string(reinterpret_cast<const char*>(v.data()), 16));
+  const auto back = lowbit::read_safetensors(p);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].dtype, DType::F64);
+  EXPECT_EQ(lowbit::to_f64(back[0]), v);
+  // Byte size is checked against 8 bytes per element.
+  expect_error([&] {
+    lowbit::read_safetensors(write_st("g.safetensors", "{" + entry("x", "F64", "[2]", 0, 8) + "}",
+                                      std::string(8, '\0')));
+  }, "has size 16");
+
+  // A file of the reference writer (safetensors.torch.save_file, experiments/tinydit/
+  // make_reference.py): the float64 run of the same computation agrees with the float32 one
+  // to float32 rounding, which a misread F64 (wrong size or byte order) would not.
+  const fs::path ref = fs::path(LOWBIT_SOURCE_DIR) / "tests/data/dit_reference.safetensors";
+  const auto t = lowbit::read_safetensors(ref, {"forward", "forward_f64"});
+  ASSERT_EQ(t[1].dtype, DType::F64);
+  ASSERT_EQ(t[1].shape, t[0].shape);
+  const auto f32 = lowbit::to_f32(t[0]);
+  const auto f64 = lowbit::to_f64(t[1]);
+  double max_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < f32.size(); ++i) {
+    max_diff = std::max(max_diff, std::abs(f64[i] - f32[i]));
+    max_abs = std::max(max_abs, std::abs(f64[i]));
+  }
+  EXPECT_GT(max_abs, 0.1);
+  EXPECT_LT(max_diff, 1e-3 * max_abs);
 }
 
 TEST_F(SafetensorsTest, FileOrderIsOffsetOrder) {
@@ -212,7 +248,7 @@ TEST_F(SafetensorsTest, EntryMissingField) {
 }
 
 TEST_F(SafetensorsTest, UnknownDtype) {
-  for (const char* dt : {"F64", "BOOL", "F8_E4M3", "f32"}) {
+  for (const char* dt : {"I64", "BOOL", "F8_E4M3", "f32", "f64"}) {
     SCOPED_TRACE(dt);
     expect_error([&] {
       lowbit::read_safetensors(

@@ -53,14 +53,15 @@ TEST(DType, NamesSizesAndParse) {
   const std::vector<std::tuple<DType, std::string, size_t>> table = {
       {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
       {DType::I8, "I8", 1},   {DType::U8, "U8", 1},   {DType::U16, "U16", 2},
-      {DType::U32, "U32", 4}, {DType::I32, "I32", 4}};
+      {DType::U32, "U32", 4}, {DType::I32, "I32", 4}, {DType::F64, "F64", 8}};
   for (const auto& [dt, name, size] : table) {
     EXPECT_EQ(lowbit::dtype_name(dt), name);
     EXPECT_EQ(lowbit::dtype_size(dt), size);
     EXPECT_EQ(lowbit::parse_dtype(name), dt);
   }
   EXPECT_FALSE(lowbit::parse_dtype("f32"));
-  EXPECT_FALSE(lowbit::parse_dtype("F64"));
+  EXPECT_FALSE(lowbit::parse_dtype("f64"));
+  EXPECT_FALSE(lowbit::parse_dtype("I64"));
 }
 
 TEST(Shape, CheckedByteSizeAndNumel) {
@@ -168,6 +169,48 @@ TEST(ToF32, EveryDtype) {
             (std::vector<float>{4294967296.f, 16777220.f}));
   EXPECT_TRUE(lowbit::to_f32(make<float>(DType::F32, {0, 4}, {})).empty());
   EXPECT_EQ(lowbit::to_f32(make<float>(DType::F32, {}, {0.25f})), std::vector<float>{0.25f});
+}
+
+TEST(ToF32, F64RoundsToNearestEven) {
+  const double inf = std::numeric_limits<double>::infinity();
+  // 1 + 2^-24 is the midpoint of 1 and 1 + 2^-23: ties to the even 1; 1 + 3*2^-24 ties up to
+  // 1 + 2^-22; just above the midpoint rounds up. 1e300 overflows, 1e-300 underflows to +0.
+  const std::vector<double> v = {1.0 + std::ldexp(1.0, -24), 1.0 + 3 * std::ldexp(1.0, -24),
+                                 1.0 + std::ldexp(1.0, -24) + std::ldexp(1.0, -50),
+                                 -1e300, 1e-300, -inf, 0.1};
+  const auto f = lowbit::to_f32(make<double>(DType::F64, {7}, v));
+  ASSERT_EQ(f.size(), 7u);
+  EXPECT_EQ(f[0], 1.0f);
+  EXPECT_EQ(f[1], 1.0f + std::ldexp(1.0f, -22));
+  EXPECT_EQ(f[2], 1.0f + std::ldexp(1.0f, -23));
+  EXPECT_EQ(f[3], -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(bits(f[4]), 0u);
+  EXPECT_EQ(f[5], -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(f[6], 0.1f);
+  EXPECT_TRUE(std::isnan(lowbit::to_f32(make<double>(DType::F64, {}, {std::nan("")}))[0]));
+}
+
+TEST(ToF64, EveryDtypeExact) {
+  // Values float32 cannot hold: F64 comes back bit for bit, I32/U32 without rounding.
+  const std::vector<double> v = {0.1, -std::ldexp(1.0, -1074), 1.0 + std::ldexp(1.0, -52)};
+  EXPECT_EQ(lowbit::to_f64(make<double>(DType::F64, {3}, v)), v);
+  EXPECT_EQ(lowbit::to_f64(make<int32_t>(DType::I32, {2}, {16777217, -2147483647})),
+            (std::vector<double>{16777217.0, -2147483647.0}));
+  EXPECT_EQ(lowbit::to_f64(make<uint32_t>(DType::U32, {1}, {4294967295u})),
+            std::vector<double>{4294967295.0});
+  EXPECT_EQ(lowbit::to_f64(make<float>(DType::F32, {1}, {0.1f})),
+            std::vector<double>{static_cast<double>(0.1f)});
+  EXPECT_EQ(lowbit::to_f64(make<uint16_t>(DType::F16, {1}, {0x0001})),
+            std::vector<double>{std::ldexp(1.0, -24)});
+  EXPECT_EQ(lowbit::to_f64(make<uint16_t>(DType::BF16, {1}, {0xC040})), std::vector<double>{-3.0});
+  EXPECT_EQ(lowbit::to_f64(make<int8_t>(DType::I8, {1}, {-128})), std::vector<double>{-128.0});
+  EXPECT_EQ(lowbit::to_f64(make<uint8_t>(DType::U8, {1}, {255})), std::vector<double>{255.0});
+  EXPECT_EQ(lowbit::to_f64(make<uint16_t>(DType::U16, {1}, {65535})), std::vector<double>{65535.0});
+  // tensor_from_f64 builds the same bytes.
+  EXPECT_EQ(lowbit::tensor_from_f64({3}, v).data, make<double>(DType::F64, {3}, v).data);
+  Tensor bad = make<double>(DType::F64, {2}, {1.0, 2.0});
+  bad.data.pop_back();
+  expect_error([&] { lowbit::to_f64(bad); }, "inconsistent with shape");
 }
 
 class LoadTensorsTest : public lowbit::testing::TempDirTest {
