@@ -29,5 +29,7 @@ void add_mixprec_commands(CLI::App& app, Commands& out);
 void add_crosscheck_commands(CLI::App& app, Commands& out);
 // apps/cmd_sweep.cpp: `sweep FILE`.
 void add_sweep_commands(CLI::App& app, Commands& out);
+// apps/cmd_e2e.cpp: `generate`, `evaluate` (the DiT end to end under a recipe).
+void add_e2e_commands(CLI::App& app, Commands& out);
 
 }  // namespace lowbit::cli

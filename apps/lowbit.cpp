@@ -302,6 +302,7 @@ int main(int argc, char** argv) {
   lowbit::cli::add_mixprec_commands(app, commands);
   lowbit::cli::add_crosscheck_commands(app, commands);
   lowbit::cli::add_sweep_commands(app, commands);
+  lowbit::cli::add_e2e_commands(app, commands);
 
   try {
     app.parse(argc, argv);

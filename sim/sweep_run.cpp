@@ -20,6 +20,7 @@
 #include "formats/registry.hpp"
 #include "quantizers/linear.hpp"
 #include "sim/metrics.hpp"
+#include "sim/progress.hpp"
 #include "sim/safetensors.hpp"
 #include "sim/sweep.hpp"
 #include "sim/synthetic.hpp"
@@ -151,43 +152,19 @@ quant::MatrixF as_matrix(const Loaded& t, const char* what) {
   return quant::matrix_from(t.values, static_cast<int64_t>(t.values.size()) / cols, cols);
 }
 
-// Progress on a stream: rewritten in place on a terminal, otherwise a line per ~5%.
+// Sweep progress: cells done, failures in the suffix.
 class Progress {
  public:
-  Progress(std::FILE* out, int64_t total) : out_(out), total_(total), t0_(Clock::now()) {
-    tty_ = out_ && ::isatty(::fileno(out_));
-  }
+  Progress(std::FILE* out, int64_t total) : bar_(out, total) {}
   void tick(bool failed) {
     ++done_;
     failed_ += failed;
-    if (!out_ || total_ == 0) return;
-    const int pct = static_cast<int>(100 * done_ / total_);
-    const double now = seconds_since(t0_);
-    if (tty_) {
-      if (done_ != total_ && now - last_ < 0.1) return;
-      last_ = now;
-      std::fprintf(out_, "\r%s\x1b[K%s", line(now).c_str(), done_ == total_ ? "\n" : "");
-    } else {
-      if (done_ != total_ && pct / 5 == last_step_) return;
-      last_step_ = pct / 5;
-      std::fprintf(out_, "%s\n", line(now).c_str());
-    }
-    std::fflush(out_);
+    bar_.update(done_, failed_ ? fmt::format("({} failed)", failed_) : "");
   }
 
  private:
-  std::string line(double now) const {
-    const double eta = done_ ? now / static_cast<double>(done_) * static_cast<double>(total_ - done_) : 0;
-    std::string s = fmt::format("[{}/{}] {}% eta {:.0f}s", done_, total_, 100 * done_ / total_, eta);
-    if (failed_) s += fmt::format(" ({} failed)", failed_);
-    return s;
-  }
-  std::FILE* out_;
-  bool tty_ = false;
-  int64_t total_, done_ = 0, failed_ = 0;
-  int last_step_ = 0;
-  double last_ = -1;
-  Clock::time_point t0_;
+  ProgressBar bar_;
+  int64_t done_ = 0, failed_ = 0;
 };
 
 // Writes `lines` to `path` through a temporary file and a rename, so a crash never leaves a

@@ -1,0 +1,213 @@
+// End-to-end runs (sim/e2e.hpp).
+#include "sim/e2e.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "formats/error.hpp"
+#include "sim/featnet.hpp"
+#include "sim/fid.hpp"
+#include "sim/image_batch.hpp"
+#include "sim/image_metrics.hpp"
+
+namespace lowbit {
+
+using quant::MatrixF;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Keeps `keep` rows of every layer's input at the listed steps (evenly spaced within each step's
+// rows), appended step by step.
+class CaptureHook : public LinearHook {
+ public:
+  CaptureHook(std::vector<int64_t> steps, int64_t keep) : steps_(std::move(steps)), keep_(keep) {}
+  void set_step(int64_t s) { step_ = s; }
+  void observe(std::string_view layer, const MatrixF& x) override {
+    if (std::find(steps_.begin(), steps_.end(), step_) == steps_.end()) return;
+    const int64_t k = std::min<int64_t>(keep_, x.rows());
+    auto& parts = parts_[std::string(layer)];
+    MatrixF sel(k, x.cols());
+    for (int64_t i = 0; i < k; ++i) sel.row(i) = x.row(k == 1 ? 0 : i * (x.rows() - 1) / (k - 1));
+    parts.push_back(std::move(sel));
+  }
+  CalibrationSet take(int64_t rows) {
+    CalibrationSet out;
+    for (auto& [name, parts] : parts_) {
+      int64_t total = 0;
+      for (const auto& p : parts) total += p.rows();
+      MatrixF all(total, parts.front().cols());
+      int64_t r = 0;
+      for (const auto& p : parts) {
+        all.middleRows(r, p.rows()) = p;
+        r += p.rows();
+      }
+      const int64_t k = std::min(rows, total);
+      MatrixF sel(k, all.cols());
+      for (int64_t i = 0; i < k; ++i) sel.row(i) = all.row(k == 1 ? 0 : i * (total - 1) / (k - 1));
+      out.emplace(name, std::move(sel));
+    }
+    return out;
+  }
+
+ private:
+  std::vector<int64_t> steps_;
+  int64_t keep_;
+  int64_t step_ = 0;
+  std::map<std::string, std::vector<MatrixF>> parts_;
+};
+
+}  // namespace
+
+CalibrationSet capture_calibration(const DitModel& model, const CalibrationPlan& plan, const SamplerOptions& sampler,
+                                   const std::function<void(int64_t, int64_t)>& progress) {
+  std::vector<int64_t> steps;
+  for (const int64_t s : plan.steps)
+    if (s < sampler.steps) steps.push_back(s);
+  if (steps.empty())
+    throw Error(fmt::format("calibration: every step index ({}) is beyond the sampler's {} steps",
+                            fmt::join(plan.steps, ", "), sampler.steps));
+  const DitConfig& c = model.config();
+  const int64_t n = plan.images;
+  std::vector<float> noise;
+  for (int64_t i = 0; i < n; ++i) {
+    const std::vector<float> z = dit_noise(plan.seed, i, c.image_numel());
+    noise.insert(noise.end(), z.begin(), z.end());
+  }
+  const std::vector<int32_t> labels = dit_labels(0, n, c.num_classes);
+  // Each step's rows are thinned to what the final selection can use.
+  const int64_t per_step = (plan.rows + static_cast<int64_t>(steps.size()) - 1) / static_cast<int64_t>(steps.size());
+  CaptureHook hook(steps, std::max<int64_t>(per_step, 1));
+  SamplerOptions o = sampler;
+  const int64_t last = *std::max_element(steps.begin(), steps.end());
+  o.steps = sampler.steps;
+  // Run the steps up to the last captured one (the sampler's time grid is that of the full run).
+  const std::vector<float> ts = euler_times(sampler.steps);
+  std::vector<float> x = noise, tt(static_cast<size_t>(n));
+  for (int64_t i = 0; i <= last; ++i) {
+    hook.set_step(i);
+    const float t = ts[static_cast<size_t>(i)], dt = ts[static_cast<size_t>(i + 1)] - t;
+    std::fill(tt.begin(), tt.end(), t * 1000.0f);
+    const std::vector<float> v = o.cfg_scale == 1.0f ? model.forward(x, tt, labels, &hook)
+                                                     : model.forward_cfg(x, tt, labels, o.cfg_scale, &hook);
+    for (size_t j = 0; j < x.size(); ++j) x[j] = x[j] + dt * v[j];
+    if (progress) progress(i + 1, last + 1);
+  }
+  return hook.take(plan.rows);
+}
+
+QuantizedDit quantize_dit(const DitModel& model, const Recipe& recipe, const SamplerOptions& sampler,
+                          const std::function<void(const std::string&)>& log) {
+  QuantizedDit q;
+  q.recipe = recipe.name;
+  const DitConfig& c = model.config();
+  double wb = 0, wn = 0, ab = 0, an = 0;
+  for (const auto& name : model.linear_names()) q.plans.emplace(name, recipe.plan_for(name));
+  if (recipe.full_precision()) return q;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (log) {
+    std::vector<int64_t> used, dropped;
+    for (const int64_t st : recipe.calibration.steps) (st < sampler.steps ? used : dropped).push_back(st);
+    log(fmt::format("calibrating: {} images, steps {}, {} rows per layer{}", recipe.calibration.images,
+                    fmt::join(used, ","), recipe.calibration.rows,
+                    dropped.empty() ? "" : fmt::format(" (steps {} are beyond this {}-step run: skipped)",
+                                                       fmt::join(dropped, ","), sampler.steps)));
+  }
+  const CalibrationSet calib = capture_calibration(model, recipe.calibration, sampler);
+  q.calibration_seconds = seconds_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+  for (const auto& name : model.linear_names()) {
+    const LayerPlan& plan = q.plans.at(name);
+    const MatrixF& w = model.weight(name);
+    const auto it = calib.find(name);
+    if (it == calib.end()) throw Error(fmt::format("calibration captured nothing for '{}'", name));
+    quant::QuantizedLinear l = quantize_layer(plan, it->second, w, model.bias(name), recipe.seed);
+    const bool per_image = name.starts_with("t_embedder") || name.find("adaLN") != std::string::npos;
+    const double act_elems = static_cast<double>(w.cols()) * static_cast<double>(per_image ? 1 : c.tokens());
+    wb += l.weight_bits_per_element() * static_cast<double>(w.size());
+    wn += static_cast<double>(w.size());
+    ab += l.act_bits * act_elems;
+    an += act_elems;
+    if (log) log(fmt::format("  {:<32} {:<10} W {:<24} A {:<24} {:.2f} / {:.2f} bits", name, plan.algorithm, plan.weight,
+                             plan.act, l.weight_bits_per_element(), l.act_bits));
+    q.layers.emplace(name, std::move(l));
+  }
+  q.weight_bits = wb / wn;
+  q.act_bits = ab / an;
+  q.quantize_seconds = seconds_since(t1);
+  return q;
+}
+
+bool QuantizedHook::replace(std::string_view layer, const MatrixF& x, MatrixF& y) {
+  const auto it = q_.layers.find(layer);
+  if (it == q_.layers.end()) return false;
+  y = it->second.forward(x);
+  return true;
+}
+
+Generated generate_images(const DitModel& model, LinearHook* hook, const GenerateOptions& options,
+                          const std::function<void(int64_t, int64_t)>& progress) {
+  if (options.n <= 0) throw Error(fmt::format("generate: {} images (at least 1)", options.n));
+  if (options.batch <= 0) throw Error(fmt::format("generate: batch {} (at least 1)", options.batch));
+  const DitConfig& c = model.config();
+  const auto t0 = std::chrono::steady_clock::now();
+  Generated g;
+  g.labels = dit_labels(0, options.n, c.num_classes);
+  for (int64_t first = 0; first < options.n; first += options.batch) {
+    const int64_t b = std::min(options.batch, options.n - first);
+    std::vector<float> noise;
+    for (int64_t i = first; i < first + b; ++i) {
+      const std::vector<float> z = dit_noise(options.seed, i, c.image_numel());
+      noise.insert(noise.end(), z.begin(), z.end());
+    }
+    const std::span<const int32_t> labels(g.labels.data() + first, static_cast<size_t>(b));
+    const std::vector<float> im = sample_euler(model, noise, labels, options.sampler, hook, [&](int64_t step) {
+      if (progress) progress(first * options.sampler.steps + b * (step + 1), options.n * options.sampler.steps);
+    });
+    g.images.insert(g.images.end(), im.begin(), im.end());
+  }
+  g.seconds = seconds_since(t0);
+  return g;
+}
+
+nlohmann::json image_metrics_json(const std::vector<float>& images, const std::vector<float>& reference,
+                                  const DitConfig& config, const std::filesystem::path& featnet_dir,
+                                  int64_t bootstrap_replicates, uint64_t seed) {
+  const int64_t e = config.image_numel();
+  const int64_t n = static_cast<int64_t>(images.size()) / e;
+  if (n < 2 || static_cast<int64_t>(images.size()) != n * e || reference.size() != images.size())
+    throw Error(fmt::format("metrics: need two image sets of the same size with at least 2 images ({} and {} values)",
+                            images.size(), reference.size()));
+  const std::vector<int64_t> shape = {n, config.in_channels, config.input_size, config.input_size};
+  const ImageBatch a = image_batch(images, shape, "generated images");
+  const ImageBatch r = image_batch(reference, shape, "reference images");
+  const FeatNet net = FeatNet::load_dir(featnet_dir);
+  const quant::MatrixD fa = net.features(a).cast<double>(), fr = net.features(r).cast<double>();
+  const FeatureStats real = read_feature_stats(featnet_dir / "real_stats.safetensors", "train");
+  BootstrapOptions bo;
+  bo.replicates = bootstrap_replicates;
+  bo.seed = seed;
+  auto ci = [](const BootstrapResult& b) {
+    return nlohmann::json{{"value", b.point}, {"lo", b.lo}, {"hi", b.hi}, {"level", b.level}, {"replicates", b.replicates}};
+  };
+  nlohmann::json j;
+  j["images"] = n;
+  j["fid_vs_fp"] = ci(frechet_bootstrap(fa, fr, bo));
+  j["fid_vs_real"] = ci(frechet_bootstrap(fa, real, bo));
+  j["fid_fp_vs_real"] = frechet_distance(feature_stats(fr), real);
+  PsnrOptions po;
+  po.max_db = 100.0;  // identical images (full precision vs itself) stay finite in the means
+  const std::vector<double> p = psnr(a, r, po), s = ssim(a, r);
+  j["psnr_db"] = ci(bootstrap_mean(p, bo));
+  j["ssim"] = ci(bootstrap_mean(s, bo));
+  j["real_stats"] = "train (featnet features of 3600 training crops, models/featnet/real_stats.safetensors)";
+  return j;
+}
+
+}  // namespace lowbit
