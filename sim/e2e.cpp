@@ -127,7 +127,12 @@ QuantizedDit quantize_dit(const DitModel& model, const Recipe& recipe, const Sam
     const MatrixF& w = model.weight(name);
     const auto it = calib.find(name);
     if (it == calib.end()) throw Error(fmt::format("calibration captured nothing for '{}'", name));
-    quant::QuantizedLinear l = quantize_layer(plan, it->second, w, model.bias(name), recipe.seed);
+    quant::QuantizedLinear l;
+    try {
+      l = quantize_layer(plan, it->second, w, model.bias(name), recipe.seed);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {} (recipe {}, {})", name, e.what(), recipe.name, plan.rule));
+    }
     const bool per_image = name.starts_with("t_embedder") || name.find("adaLN") != std::string::npos;
     const double act_elems = static_cast<double>(w.cols()) * static_cast<double>(per_image ? 1 : c.tokens());
     wb += l.weight_bits_per_element() * static_cast<double>(w.size());
