@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lowbit quick start. Safe to run repeatedly on a fresh Debian 12 machine.
-#   ./run.sh demo   build, then compare formats' rounding error on a captured DiT activation and
-#                   the PTQ algorithms' output error on that layer
+#   ./run.sh demo   build, then evaluate the shipped DiT under a W4A4 SVDQuant recipe against full
+#                   precision (lowbit evaluate), and compare formats' rounding error and the PTQ
+#                   algorithms' output error on a captured DiT layer
 #   ./run.sh test   build, then run the whole test suite (ctest), exhaustive checks included
 #   ./run.sh setup  only install the Debian packages lowbit builds with and the local Python venv
 #   ./run.sh bench  build, then run the CPU benchmarks (one core)
@@ -44,6 +45,10 @@ case "${1:-}" in
   setup) setup ;;
   demo)
     build
+    # The main job: the shipped DiT under a W4A4 SVDQuant recipe against full precision (same noise
+    # and labels), 12 images, 20 steps, CPU (the GPU engine is not built yet): docs/e2e.md.
+    ./build/default/lowbit evaluate --recipe experiments/e2e/recipes/svdquant_int4_r32.json --n 12 --steps 20 \
+      --out out/demo_e2e --cache out/demo_e2e_cache
     # A real activation: the input of blocks.3.mlp.fc2 of the shipped DiT at sampling step 33/50.
     ./build/default/lowbit error --in data/captured/dit/tinydit_capture.safetensors:step033.blocks.3.mlp.fc2.input \
       --formats int8:row,fp8_e4m3,fp8_e5m2,int4:g64,uint4:g64,int4:g128,fp4_e2m1:g16:scale=e4m3,mxfp8_e4m3,mxfp6_e2m3,mxfp4,mxfp4:scale=rceil,nvfp4,nf4,lzs4:g16
