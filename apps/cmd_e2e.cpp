@@ -18,6 +18,7 @@
 
 #include "apps/commands.hpp"
 #include "formats/error.hpp"
+#include "gpu/gpu.hpp"
 #include "sim/dit.hpp"
 #include "sim/e2e.hpp"
 #include "sim/image_io.hpp"
@@ -66,10 +67,14 @@ struct Setup {
 };
 
 Setup setup(const E2eArgs& a) {
-  if (a.device == "cuda")
-    throw Error("--device cuda: the GPU DiT engine is not built yet (issue 6; the GPU format kernels exist, the "
-                "model's CUDA forward does not); use --device cpu");
+  if (a.device == "cuda") {
+    std::string why;
+    if (!gpu::available(&why)) throw Error("--device cuda: " + why);
+  }
   Setup s{DitModel::load(a.model), recipe_from_arg(a.recipe), {}};
+  if (a.device == "cuda" && !s.recipe.full_precision())
+    throw Error("--device cuda: the GPU engine runs full-precision recipes only for now: its quantized layers do not "
+                "yet agree with the CPU engine's (tests/gpu/test_dit_gpu.cpp, docs/e2e.md); use --device cpu");
   s.gen.n = a.n;
   s.gen.seed = a.seed;
   s.gen.batch = a.batch;
@@ -84,10 +89,14 @@ std::function<void(const std::string&)> logger(bool quiet) {
   return [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
 }
 
-Generated run_generation(const DitModel& model, LinearHook* hook, const GenerateOptions& g, const std::string& label,
-                         bool quiet) {
+// Samples on the CPU engine (through the quantized layers' hook) or the GPU engine.
+Generated run_generation(const DitModel& model, const QuantizedDit& q, const GenerateOptions& g, const std::string& label,
+                         bool quiet, bool cuda) {
   ProgressBar bar(quiet ? nullptr : stderr, g.n * g.sampler.steps, label);
-  return generate_images(model, hook, g, [&](int64_t done, int64_t) { bar.update(done, "image-steps"); });
+  auto progress = [&](int64_t done, int64_t) { bar.update(done, "image-steps"); };
+  if (cuda) return generate_images_gpu(model, q, g, progress);
+  QuantizedHook hook(q);
+  return generate_images(model, q.layers.empty() ? nullptr : &hook, g, progress);
 }
 
 void write_samples(const fs::path& path, const Generated& g, const DitConfig& c) {
@@ -133,8 +142,7 @@ void write_json(const fs::path& p, const nlohmann::json& j) {
 int run_generate(const E2eArgs& a) {
   const Setup s = setup(a);
   const QuantizedDit q = quantize_dit(s.model, s.recipe, s.gen.sampler, logger(a.quiet));
-  QuantizedHook hook(q);
-  const Generated g = run_generation(s.model, q.layers.empty() ? nullptr : &hook, s.gen, s.recipe.name, a.quiet);
+  const Generated g = run_generation(s.model, q, s.gen, s.recipe.name, a.quiet, a.device == "cuda");
   const DitConfig& c = s.model.config();
   write_samples(fs::path(a.out) / "samples.npz", g, c);
   write_png(fs::path(a.out) / "grid.png", image_grid(g.images, a.n, c.input_size, c.input_size, c.num_classes, 2, 2));
@@ -152,7 +160,7 @@ Generated reference_images(const E2eArgs& a, const Setup& s) {
   fs::path cached;
   if (!a.cache.empty()) {
     fs::create_directories(a.cache);
-    cached = fs::path(a.cache) / fmt::format("fp32_n{}_seed{}_steps{}_cfg{}_batch{}.safetensors", a.n, a.seed,
+    cached = fs::path(a.cache) / fmt::format("fp32_{}_n{}_seed{}_steps{}_cfg{}_batch{}.safetensors", a.device, a.n, a.seed,
                                              s.gen.sampler.steps, s.gen.sampler.cfg_scale, a.batch);
     if (fs::exists(cached)) {
       const std::vector<Tensor> t = read_safetensors(cached, {"images"});
@@ -162,7 +170,7 @@ Generated reference_images(const E2eArgs& a, const Setup& s) {
       if (static_cast<int64_t>(g.images.size()) == a.n * s.model.config().image_numel()) return g;
     }
   }
-  Generated g = run_generation(s.model, nullptr, s.gen, "fp32 reference", a.quiet);
+  Generated g = run_generation(s.model, QuantizedDit{}, s.gen, "fp32 reference", a.quiet, a.device == "cuda");
   if (!cached.empty()) {
     const DitConfig& c = s.model.config();
     write_safetensors(cached, {tensor_from_f32({a.n, c.in_channels, c.input_size, c.input_size}, g.images, "images")},
@@ -176,8 +184,7 @@ int run_evaluate(const E2eArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const Generated ref = reference_images(a, s);
   const QuantizedDit q = quantize_dit(s.model, s.recipe, s.gen.sampler, logger(a.quiet));
-  QuantizedHook hook(q);
-  const Generated g = q.layers.empty() ? ref : run_generation(s.model, &hook, s.gen, s.recipe.name, a.quiet);
+  const Generated g = q.layers.empty() ? ref : run_generation(s.model, q, s.gen, s.recipe.name, a.quiet, a.device == "cuda");
   const DitConfig& c = s.model.config();
   nlohmann::json j = run_json(a, s, q);
   j["metrics"] = image_metrics_json(g.images, ref.images, c, a.featnet, a.bootstrap, a.seed);

@@ -1,6 +1,7 @@
 // gpu.hpp without CUDA: the build found no CUDA compiler, so nothing runs on a GPU and every
 // entry point says so (available() gives the reason; the rest throw lowbit::Error).
 #include "gpu/gpu.hpp"
+#include "gpu/dit_gpu.hpp"
 
 #include "formats/error.hpp"
 
@@ -21,6 +22,15 @@ void fake_quant(const TensorFormat&, std::span<const float>, const Shape&, std::
 void encode_codes(const TensorFormat&, std::span<const float>, const Shape&, std::span<uint32_t>) { no_cuda(); }
 void fake_quant_device(const TensorFormat&, const float*, float*, const Shape&) { no_cuda(); }
 void quantize_device(const TensorFormat&, const float*, const Shape&, uint8_t*, std::vector<std::vector<uint32_t>>*) {
+  no_cuda();
+}
+
+struct DitGpu::Impl {};
+DitGpu::DitGpu(const DitGpuWeights&) { no_cuda(); }
+DitGpu::~DitGpu() = default;
+std::vector<float> DitGpu::forward(std::span<const float>, std::span<const float>, std::span<const int32_t>) { no_cuda(); }
+std::vector<float> DitGpu::sample(std::span<const float>, std::span<const int32_t>, std::span<const float>, float, bool,
+                                  const std::function<void(float, float*)>&, const std::function<void(int64_t)>&) {
   no_cuda();
 }
 

@@ -292,17 +292,9 @@ std::vector<float> DitModel::forward(std::span<const float> x, std::span<const f
   for (int64_t b = 0; b < n; ++b) h.middleRows(b * T, T) += pos_embed_;
 
   // Conditioning: timestep embedding (cos half, sin half) through the MLP, plus the label row.
-  const int64_t F = c.frequency_size, half = F / 2;
-  MatrixF tf = MatrixF::Zero(n, F);
-  const float neg_log = static_cast<float>(-std::log(10000.0));
-  for (int64_t i = 0; i < half; ++i) {
-    const float freq = std::exp(neg_log * static_cast<float>(i) / static_cast<float>(half));
-    for (int64_t b = 0; b < n; ++b) {
-      const float a = t[static_cast<size_t>(b)] * freq;
-      tf(b, i) = std::cos(a);
-      tf(b, half + i) = std::sin(a);
-    }
-  }
+  const int64_t F = c.frequency_size;
+  MatrixF tf(n, F);
+  for (int64_t b = 0; b < n; ++b) timestep_features(t[static_cast<size_t>(b)], F, tf.data() + b * F);
   MatrixF cond = linear("t_embedder.mlp.2", silu(linear("t_embedder.mlp.0", tf, hook)), hook);
   for (int64_t b = 0; b < n; ++b) cond.row(b) += y_table_.row(y[static_cast<size_t>(b)]);
   const MatrixF sc = silu(cond);
@@ -376,6 +368,18 @@ std::vector<float> DitModel::forward_cfg(std::span<const float> x, std::span<con
     out[i] = uncond + scale * (cond - uncond);
   }
   return out;
+}
+
+void timestep_features(float t, int64_t frequency_size, float* out) {
+  const int64_t half = frequency_size / 2;
+  const float neg_log = static_cast<float>(-std::log(10000.0));
+  for (int64_t i = 0; i < half; ++i) {
+    const float freq = std::exp(neg_log * static_cast<float>(i) / static_cast<float>(half));
+    const float a = t * freq;
+    out[i] = std::cos(a);
+    out[half + i] = std::sin(a);
+  }
+  for (int64_t i = 2 * half; i < frequency_size; ++i) out[i] = 0.0f;  // odd sizes: a zero column
 }
 
 std::vector<float> euler_times(int64_t steps) {

@@ -82,6 +82,12 @@ class DitModel {
   const quant::MatrixF& weight(std::string_view layer) const;  // out × in
   const quant::VectorF& bias(std::string_view layer) const;    // out
   int64_t parameters() const;                                  // every tensor's elements
+  // The non-linear parameters (for the GPU engine): patch embedding hidden × (C·p·p) with column
+  // c·p·p + kh·p + kw, its bias, the position embedding tokens × hidden, the label table.
+  const quant::MatrixF& patch_weight() const { return patch_w_; }
+  const quant::VectorF& patch_bias() const { return patch_b_; }
+  const quant::MatrixF& pos_embed() const { return pos_embed_; }
+  const quant::MatrixF& label_table() const { return y_table_; }
 
   // Velocity for a batch: x (n × C × H × W, NCHW), t the model's time input (1000·t), y labels
   // in [0, num_classes] (num_classes = the null label). Returns n × C × H × W.
@@ -114,6 +120,10 @@ struct SamplerOptions {
   float cfg_scale = 2.0f;  // 1: no guidance (one forward of the n batch)
   bool clamp = true;       // clamp the final image to [-1, 1]
 };
+
+// The sinusoidal timestep features of one time input (TimestepEmbedder.timestep_embedding):
+// out[i] = cos(t·f_i), out[F/2 + i] = sin(t·f_i), f_i = exp(−ln(10000)·i/(F/2)) in float32.
+void timestep_features(float t, int64_t frequency_size, float* out);
 
 // The time grid: torch.linspace(1, 0, steps + 1) in float32 (ATen's two-sided formula).
 std::vector<float> euler_times(int64_t steps);

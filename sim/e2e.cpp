@@ -8,6 +8,8 @@
 #include <cmath>
 
 #include "formats/error.hpp"
+#include "formats/registry.hpp"
+#include "gpu/dit_gpu.hpp"
 #include "sim/featnet.hpp"
 #include "sim/fid.hpp"
 #include "sim/image_batch.hpp"
@@ -175,6 +177,99 @@ Generated generate_images(const DitModel& model, LinearHook* hook, const Generat
     const std::vector<float> im = sample_euler(model, noise, labels, options.sampler, hook, [&](int64_t step) {
       if (progress) progress(first * options.sampler.steps + b * (step + 1), options.n * options.sampler.steps);
     });
+    g.images.insert(g.images.end(), im.begin(), im.end());
+  }
+  g.seconds = seconds_since(t0);
+  return g;
+}
+
+namespace {
+
+std::vector<float> flat(const quant::MatrixF& m) { return std::vector<float>(m.data(), m.data() + m.size()); }
+std::vector<float> flat(const quant::VectorF& v) { return std::vector<float>(v.data(), v.data() + v.size()); }
+
+gpu::DitGpuWeights gpu_weights(const DitModel& model, const QuantizedDit& q) {
+  const DitConfig& c = model.config();
+  gpu::DitGpuWeights w;
+  w.input_size = c.input_size;
+  w.patch = c.patch_size;
+  w.channels = c.in_channels;
+  w.hidden = c.hidden_size;
+  w.depth = c.depth;
+  w.heads = c.num_heads;
+  w.mlp = c.mlp_hidden();
+  w.num_classes = c.num_classes;
+  w.frequency_size = c.frequency_size;
+  w.patch_w = flat(model.patch_weight());
+  w.patch_b = flat(model.patch_bias());
+  w.pos_embed = flat(model.pos_embed());
+  w.y_table = flat(model.label_table());
+  for (const auto& name : model.linear_names()) {
+    gpu::DitGpuLayer l;
+    l.name = name;
+    const auto it = q.layers.find(name);
+    if (it == q.layers.end()) {
+      l.w = flat(model.weight(name));
+      l.b = flat(model.bias(name));
+      l.out = model.weight(name).rows();
+      l.in = model.weight(name).cols();
+    } else {
+      const quant::QuantizedLinear& ql = it->second;
+      if (ql.rotation) throw Error(fmt::format("{}: {}: rotations do not run on the GPU engine yet", name, ql.algorithm));
+      l.quantized = true;
+      l.w = flat(ql.weight);
+      l.b = flat(ql.bias);
+      l.out = ql.weight.rows();
+      l.in = ql.weight.cols();
+      l.smooth = flat(ql.smooth);
+      if (ql.act && !ql.act->is_identity()) {
+        try {
+          l.act = make_format(ql.act->spec());
+        } catch (const Error&) {
+          throw Error(fmt::format("{}: activation quantizer '{}' has no GPU kernel (registry formats only)", name,
+                                  ql.act->spec()));
+        }
+      }
+      l.rank = ql.rank();
+      l.lr_up = flat(ql.lr_up);
+      l.lr_down = flat(ql.lr_down);
+      l.branch_fp16 = ql.branch_fp16;
+    }
+    w.layers.push_back(std::move(l));
+  }
+  return w;
+}
+
+}  // namespace
+
+std::unique_ptr<gpu::DitGpu> make_dit_gpu(const DitModel& model, const QuantizedDit& q) {
+  return std::make_unique<gpu::DitGpu>(gpu_weights(model, q));
+}
+
+Generated generate_images_gpu(const DitModel& model, const QuantizedDit& q, const GenerateOptions& options,
+                              const std::function<void(int64_t, int64_t)>& progress) {
+  if (options.n <= 0) throw Error(fmt::format("generate: {} images (at least 1)", options.n));
+  if (options.batch <= 0) throw Error(fmt::format("generate: batch {} (at least 1)", options.batch));
+  const DitConfig& c = model.config();
+  const std::unique_ptr<gpu::DitGpu> engine = make_dit_gpu(model, q);
+  const std::vector<float> times = euler_times(options.sampler.steps);
+  const auto t0 = std::chrono::steady_clock::now();
+  Generated g;
+  g.labels = dit_labels(0, options.n, c.num_classes);
+  for (int64_t first = 0; first < options.n; first += options.batch) {
+    const int64_t b = std::min(options.batch, options.n - first);
+    std::vector<float> noise;
+    for (int64_t i = first; i < first + b; ++i) {
+      const std::vector<float> z = dit_noise(options.seed, i, c.image_numel());
+      noise.insert(noise.end(), z.begin(), z.end());
+    }
+    const std::span<const int32_t> labels(g.labels.data() + first, static_cast<size_t>(b));
+    const std::vector<float> im = engine->sample(
+        noise, labels, times, options.sampler.cfg_scale, options.sampler.clamp,
+        [&](float t, float* out) { timestep_features(t, c.frequency_size, out); },
+        [&](int64_t step) {
+          if (progress) progress(first * options.sampler.steps + b * (step + 1), options.n * options.sampler.steps);
+        });
     g.images.insert(g.images.end(), im.begin(), im.end());
   }
   g.seconds = seconds_since(t0);

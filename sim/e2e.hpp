@@ -17,12 +17,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "gpu/dit_gpu.hpp"
 #include "quantizers/linear.hpp"
 #include "sim/dit.hpp"
 #include "sim/recipe.hpp"
@@ -78,6 +80,15 @@ struct Generated {
 
 Generated generate_images(const DitModel& model, LinearHook* hook, const GenerateOptions& options,
                           const std::function<void(int64_t, int64_t)>& progress = {});
+
+// The same on the GPU engine (gpu/dit_gpu.hpp) with the QuantizedDit's layers (empty: full
+// precision): the same noise, labels and time grid. Layers whose transform or activation
+// quantizer has no GPU form (rotations; rtn:/pts: activation quantizers) are a lowbit::Error.
+// The GPU engine with the QuantizedDit's layers (the builder generate_images_gpu uses).
+std::unique_ptr<gpu::DitGpu> make_dit_gpu(const DitModel& model, const QuantizedDit& q);
+
+Generated generate_images_gpu(const DitModel& model, const QuantizedDit& q, const GenerateOptions& options,
+                              const std::function<void(int64_t, int64_t)>& progress = {});
 
 // Metrics of generated images against the full-precision ones (same noise and labels) and
 // real-crop statistics: FID vs full precision and vs real with bootstrap intervals, PSNR and SSIM

@@ -11,7 +11,7 @@ cmake --build build/gpu -j"$(nproc)" --target test_gpu lowbit lowbit_gpu_bench 2
   cmake --build build/gpu -j"$(nproc)" --target test_gpu lowbit
 rm -rf "$dir" && mkdir -p "$dir/lib"
 for b in build/gpu/test_gpu build/gpu/lowbit build/gpu/lowbit_gpu_bench; do [ -x "$b" ] && cp "$b" "$dir/"; done
-for lib in libfmt.so.9 libgomp.so.1; do
+for lib in libfmt.so.9 libgomp.so.1 libpng16.so.16 libzip.so.4 libbz2.so.1.0 libcrypto.so.3; do
   p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !found {print $NF; found = 1}')  # reads all input: no SIGPIPE under pipefail
   [ -n "$p" ] && cp -L "$p" "$dir/lib/"
 done

@@ -7,7 +7,10 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${BIN:-$here}
 log=${LOG:-.}
-export LD_LIBRARY_PATH="$here/lib:${LD_LIBRARY_PATH:-}"
+# cuBLAS (the DiT engine) from the machine's CUDA toolkit or PyTorch's wheels.
+cublas=$(ls -d /usr/local/cuda/lib64 /usr/local/lib/python3*/dist-packages/nvidia/cublas/lib \
+           /usr/local/lib/python3*/site-packages/nvidia/cu*/lib 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH="$here/lib:${cublas}${LD_LIBRARY_PATH:-}"
 status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 echo "== GPU tests"
