@@ -1,8 +1,8 @@
 // The GPU DiT engine (gpu/dit_gpu.hpp through sim/e2e.hpp) against the CPU engine and the PyTorch
 // fixture: full-precision forward and 50-step sample within the CPU engine's bound (see
-// tests/sim/test_dit.cpp), quantized recipes within a stated image tolerance of the CPU run, and
-// the activation codes of the first quantized layer at the first step identical to the CPU's on
-// the same input. Skipped, with the reason, where no GPU is usable.
+// tests/sim/test_dit.cpp), quantized recipes within the CPU engine's own one-ulp sensitivity,
+// and the activation codes of the first quantized layer at the first step identical to the CPU's
+// on the same input. Skipped, with the reason, where no GPU is usable.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -88,21 +88,29 @@ double rel(const std::vector<float>& a, const std::vector<float>& b) {
   return std::sqrt(num / den);
 }
 
-// Stated tolerances for quantized recipes. One forward: the GPU's velocity differs from the CPU's
-// by less than 5 % of what quantization changes (an activation code flips where float rounding
-// differs between cuBLAS and Eigen and moves that element by a whole quantization step). Whole
-// trajectories: those flips grow over the Euler steps, so the images are compared by PSNR:
-// at least 30 dB for W4A4 recipes and 45 dB for W8A8 (measured on an H100, 20 steps: 33.0-38.7 dB
-// and 54.3 dB; the quantized images themselves are 22-43 dB from full precision).
-TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpu) {
+// x with every value moved by one ulp (alternately up and down).
+std::vector<float> ulp_perturbed(std::vector<float> x) {
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::nextafter(x[i], i % 2 ? 10.0f : -10.0f);
+  return x;
+}
+
+// Stated tolerance for quantized recipes. A quantized model is chaotic in its input: a one-ulp
+// change of every input value flips activation codes (each flip moves an element by a whole
+// quantization step), and flips cascade through the layers — on the CPU alone, one forward
+// changes by 1.4 % (W4A4 INT4 g64), 2.1 % (SVDQuant) and 0.26 % (W8A8) of its norm, against
+// 2e-7 in full precision (tests/sim/test_e2e.cpp). cuBLAS and Eigen round differently, so the
+// GPU is held to that: its difference from the CPU is at most twice the CPU's own one-ulp
+// sensitivity, for one forward and (as PSNR, 3 dB) for 20-step images.
+TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
   const DitConfig& c = model().config();
-  for (const char* name : {"w4a4_int4_g64", "svdquant_int4_r32", "w8a8_int8"}) {
+  const auto features = [&](float tt, float* out) { timestep_features(tt, c.frequency_size, out); };
+  for (const char* name : {"w4a4_int4_g64", "svdquant_int4_r32", "w8a8_int8", "w4a4_nvfp4"}) {
     const Recipe r = load_recipe(kRoot / "experiments/e2e/recipes" / (std::string(name) + ".json"));
-    GenerateOptions g;
-    g.n = 4;
-    g.sampler.steps = 10;
-    const QuantizedDit q = quantize_dit(model(), r, g.sampler);
+    SamplerOptions so;
+    so.steps = 20;
+    const QuantizedDit q = quantize_dit(model(), r, so);
     QuantizedHook hook(q);
+    const auto engine = make_dit_gpu(model(), q);
 
     std::vector<float> x = dit_noise(3, 0, c.image_numel());
     const std::vector<float> x1 = dit_noise(3, 1, c.image_numel());
@@ -110,19 +118,26 @@ TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpu) {
     const std::vector<float> t = {730.0f, 310.0f};
     const std::vector<int32_t> y = {2, 9};
     std::vector<float> tf(2 * static_cast<size_t>(c.frequency_size));
-    for (int i = 0; i < 2; ++i) timestep_features(t[static_cast<size_t>(i)], c.frequency_size, tf.data() + i * c.frequency_size);
-    const std::vector<float> v_cpu = model().forward(x, t, y, &hook), v_fp = model().forward(x, t, y);
-    const std::vector<float> v_gpu = make_dit_gpu(model(), q)->forward(x, tf, y);
-    const double d_gc = rel(v_gpu, v_cpu), d_qf = rel(v_cpu, v_fp);
-    std::printf("  %-20s one forward: |gpu-cpu|/|cpu| %.3g, |quantized-fp|/|fp| %.3g\n", name, d_gc, d_qf);
-    EXPECT_LT(d_gc, 0.05 * d_qf) << name;
+    for (int i = 0; i < 2; ++i) features(t[static_cast<size_t>(i)], tf.data() + i * c.frequency_size);
+    const std::vector<float> v_cpu = model().forward(x, t, y, &hook);
+    const std::vector<float> v_ulp = model().forward(ulp_perturbed(x), t, y, &hook);
+    const std::vector<float> v_gpu = engine->forward(x, tf, y);
+    const double d_gc = rel(v_gpu, v_cpu), d_ulp = rel(v_ulp, v_cpu);
+    std::printf("  %-20s one forward: |gpu-cpu|/|cpu| %.3g, cpu one-ulp sensitivity %.3g\n", name, d_gc, d_ulp);
+    EXPECT_LE(d_gc, 2.0 * d_ulp) << name;
 
-    const Generated cpu = generate_images(model(), &hook, g);
-    const Generated gpu = generate_images_gpu(model(), q, g);
-    const Generated fp = generate_images(model(), nullptr, g);
-    const double p_cg = psnr_db(cpu.images, gpu.images), p_cf = psnr_db(cpu.images, fp.images);
-    std::printf("  %-20s images: GPU vs CPU PSNR %.1f dB; CPU vs full precision %.1f dB\n", name, p_cg, p_cf);
-    EXPECT_GT(p_cg, std::string(name) == "w8a8_int8" ? 45.0 : 30.0) << name;
+    const std::vector<int32_t> labels = {0, 4, 7, 11};
+    std::vector<float> noise;
+    for (int i = 0; i < 4; ++i) {
+      const std::vector<float> z = dit_noise(5, i, c.image_numel());
+      noise.insert(noise.end(), z.begin(), z.end());
+    }
+    const std::vector<float> cpu = sample_euler(model(), noise, labels, so, &hook);
+    const std::vector<float> cpu_ulp = sample_euler(model(), ulp_perturbed(noise), labels, so, &hook);
+    const std::vector<float> gpu = engine->sample(noise, labels, euler_times(so.steps), so.cfg_scale, true, features);
+    const double p_cg = psnr_db(cpu, gpu), p_cc = psnr_db(cpu, cpu_ulp);
+    std::printf("  %-20s 20-step images: GPU vs CPU PSNR %.1f dB, CPU vs one-ulp CPU %.1f dB\n", name, p_cg, p_cc);
+    EXPECT_GE(p_cg, p_cc - 3.0) << name;
   }
 }
 

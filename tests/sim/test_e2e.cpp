@@ -2,6 +2,7 @@
 // quantized model, the full-precision recipe quantizing nothing, and sampling through the hook.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "formats/error.hpp"
@@ -82,6 +83,42 @@ TEST(E2e, BitsAndHookOfAQuantizedModel) {
   double d = 0;
   for (size_t i = 0; i < ref.images.size(); ++i) d = std::max(d, static_cast<double>(std::fabs(one.images[i] - ref.images[i])));
   EXPECT_LT(d, 1e-4);
+}
+
+// A quantized model is chaotic in its input (the basis of the GPU engine's tolerance,
+// tests/gpu/test_dit_gpu.cpp): moving every input value by one ulp changes a W4A4 forward by
+// about 1 % of its norm (activation codes flip and the flips cascade through the layers), while
+// the full-precision forward moves by about 1e-7.
+TEST(E2e, QuantizedForwardIsChaoticInItsInput) {
+  Recipe r = load_recipe(std::filesystem::path(LOWBIT_SOURCE_DIR) / "experiments/e2e/recipes/w4a4_int4_g64.json");
+  r.calibration.images = 2;
+  SamplerOptions s;
+  s.steps = 10;
+  const QuantizedDit q = quantize_dit(model(), r, s);
+  QuantizedHook hook(q);
+  std::vector<float> x = dit_noise(3, 0, 3072);
+  const std::vector<float> x1 = dit_noise(3, 1, 3072);
+  x.insert(x.end(), x1.begin(), x1.end());
+  std::vector<float> xp = x;
+  for (size_t i = 0; i < xp.size(); ++i) xp[i] = std::nextafter(xp[i], i % 2 ? 10.0f : -10.0f);
+  const std::vector<float> t = {730.0f, 310.0f};
+  const std::vector<int32_t> y = {2, 9};
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+      den += static_cast<double>(b[i]) * b[i];
+    }
+    return std::sqrt(num / den);
+  };
+  const double fp = rel(model().forward(xp, t, y), model().forward(x, t, y));
+  const std::vector<float> vq = model().forward(x, t, y, &hook);
+  const double quant = rel(model().forward(xp, t, y, &hook), vq);
+  const double effect = rel(vq, model().forward(x, t, y));
+  std::printf("  one-ulp sensitivity: full precision %.3g, W4A4 %.3g (quantization effect %.3g)\n", fp, quant, effect);
+  EXPECT_LT(fp, 1e-5);
+  EXPECT_GT(quant, 1000.0 * fp);
+  EXPECT_LT(quant, effect);
 }
 
 }  // namespace
