@@ -158,8 +158,15 @@ bool QuantizedHook::replace(std::string_view layer, const MatrixF& x, MatrixF& y
   return true;
 }
 
-Generated generate_images(const DitModel& model, LinearHook* hook, const GenerateOptions& options,
-                          const std::function<void(int64_t, int64_t)>& progress) {
+namespace {
+
+// The batch loop of generate_images and generate_images_gpu: image i gets dit_noise(seed, i) and
+// class i mod classes; `run` samples one batch and reports each finished step.
+using BatchSampler = std::function<std::vector<float>(std::span<const float>, std::span<const int32_t>,
+                                                      const std::function<void(int64_t)>&)>;
+
+Generated generate_batches(const DitModel& model, const GenerateOptions& options,
+                           const std::function<void(int64_t, int64_t)>& progress, const BatchSampler& run) {
   if (options.n <= 0) throw Error(fmt::format("generate: {} images (at least 1)", options.n));
   if (options.batch <= 0) throw Error(fmt::format("generate: batch {} (at least 1)", options.batch));
   const DitConfig& c = model.config();
@@ -174,13 +181,24 @@ Generated generate_images(const DitModel& model, LinearHook* hook, const Generat
       noise.insert(noise.end(), z.begin(), z.end());
     }
     const std::span<const int32_t> labels(g.labels.data() + first, static_cast<size_t>(b));
-    const std::vector<float> im = sample_euler(model, noise, labels, options.sampler, hook, [&](int64_t step) {
+    const std::vector<float> im = run(noise, labels, [&](int64_t step) {
       if (progress) progress(first * options.sampler.steps + b * (step + 1), options.n * options.sampler.steps);
     });
     g.images.insert(g.images.end(), im.begin(), im.end());
   }
   g.seconds = seconds_since(t0);
   return g;
+}
+
+}  // namespace
+
+Generated generate_images(const DitModel& model, LinearHook* hook, const GenerateOptions& options,
+                          const std::function<void(int64_t, int64_t)>& progress) {
+  return generate_batches(model, options, progress,
+                          [&](std::span<const float> noise, std::span<const int32_t> labels,
+                              const std::function<void(int64_t)>& step) {
+                            return sample_euler(model, noise, labels, options.sampler, hook, step);
+                          });
 }
 
 namespace {
@@ -248,32 +266,16 @@ std::unique_ptr<gpu::DitGpu> make_dit_gpu(const DitModel& model, const Quantized
 
 Generated generate_images_gpu(const DitModel& model, const QuantizedDit& q, const GenerateOptions& options,
                               const std::function<void(int64_t, int64_t)>& progress) {
-  if (options.n <= 0) throw Error(fmt::format("generate: {} images (at least 1)", options.n));
-  if (options.batch <= 0) throw Error(fmt::format("generate: batch {} (at least 1)", options.batch));
   const DitConfig& c = model.config();
   const std::unique_ptr<gpu::DitGpu> engine = make_dit_gpu(model, q);
   const std::vector<float> times = euler_times(options.sampler.steps);
-  const auto t0 = std::chrono::steady_clock::now();
-  Generated g;
-  g.labels = dit_labels(0, options.n, c.num_classes);
-  for (int64_t first = 0; first < options.n; first += options.batch) {
-    const int64_t b = std::min(options.batch, options.n - first);
-    std::vector<float> noise;
-    for (int64_t i = first; i < first + b; ++i) {
-      const std::vector<float> z = dit_noise(options.seed, i, c.image_numel());
-      noise.insert(noise.end(), z.begin(), z.end());
-    }
-    const std::span<const int32_t> labels(g.labels.data() + first, static_cast<size_t>(b));
-    const std::vector<float> im = engine->sample(
-        noise, labels, times, options.sampler.cfg_scale, options.sampler.clamp,
-        [&](float t, float* out) { timestep_features(t, c.frequency_size, out); },
-        [&](int64_t step) {
-          if (progress) progress(first * options.sampler.steps + b * (step + 1), options.n * options.sampler.steps);
-        });
-    g.images.insert(g.images.end(), im.begin(), im.end());
-  }
-  g.seconds = seconds_since(t0);
-  return g;
+  return generate_batches(model, options, progress,
+                          [&](std::span<const float> noise, std::span<const int32_t> labels,
+                              const std::function<void(int64_t)>& step) {
+                            return engine->sample(
+                                noise, labels, times, options.sampler.cfg_scale, options.sampler.clamp,
+                                [&](float t, float* out) { timestep_features(t, c.frequency_size, out); }, step);
+                          });
 }
 
 nlohmann::json image_metrics_json(const std::vector<float>& images, const std::vector<float>& reference,
