@@ -46,9 +46,12 @@ case "${1:-}" in
   demo)
     build
     # The main job: the shipped DiT under a W4A4 SVDQuant recipe against full precision (same noise
-    # and labels), 12 images, 20 steps, CPU (the GPU engine is not built yet): docs/e2e.md.
+    # and labels), 12 images, 20 steps, on the GPU engine when a GPU is usable, else the CPU
+    # engine: docs/e2e.md.
+    device=cpu
+    if ./build/default/lowbit crosscheck --format int8 --size 4096 >/dev/null 2>&1; then device=cuda; fi
     ./build/default/lowbit evaluate --recipe experiments/e2e/recipes/svdquant_int4_r32.json --n 12 --steps 20 \
-      --out out/demo_e2e --cache out/demo_e2e_cache
+      --device "$device" --out out/demo_e2e --cache out/demo_e2e_cache
     # A real activation: the input of blocks.3.mlp.fc2 of the shipped DiT at sampling step 33/50.
     ./build/default/lowbit error --in data/captured/dit/tinydit_capture.safetensors:step033.blocks.3.mlp.fc2.input \
       --formats int8:row,fp8_e4m3,fp8_e5m2,int4:g64,uint4:g64,int4:g128,fp4_e2m1:g16:scale=e4m3,mxfp8_e4m3,mxfp6_e2m3,mxfp4,mxfp4:scale=rceil,nvfp4,nf4,lzs4:g16
