@@ -300,7 +300,7 @@ nlohmann::json image_metrics_json(const std::vector<float>& images, const std::v
   };
   nlohmann::json j;
   j["images"] = n;
-  j["fid_vs_fp"] = ci(frechet_bootstrap(fa, fr, bo));
+  j["fid_vs_fp"] = ci(frechet_bootstrap_paired(fa, fr, bo));
   j["fid_vs_real"] = ci(frechet_bootstrap(fa, real, bo));
   j["fid_fp_vs_real"] = frechet_distance(feature_stats(fr), real);
   PsnrOptions po;

@@ -199,4 +199,26 @@ BootstrapResult frechet_bootstrap(const quant::MatrixD& generated, const quant::
   return frechet_bootstrap(generated, feature_stats_f64(reference), o);
 }
 
+BootstrapResult frechet_bootstrap_paired(const quant::MatrixD& generated, const quant::MatrixD& reference,
+                                         const BootstrapOptions& o) {
+  check_bootstrap_options(o, "frechet_bootstrap_paired");
+  if (generated.rows() != reference.rows() || generated.cols() != reference.cols())
+    throw Error(fmt::format("frechet_bootstrap_paired: {} x {} generated vs {} x {} reference features (paired rows)",
+                            generated.rows(), generated.cols(), reference.rows(), reference.cols()));
+  const double point = frechet_distance(feature_stats_f64(generated), feature_stats_f64(reference));
+  const int64_t n = generated.rows();
+  bootstrap_index(o.seed, n, o.replicates - 1, n - 1);  // counter range checked before the loop
+  std::vector<double> samples(static_cast<size_t>(o.replicates));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t b = 0; b < o.replicates; ++b) {
+    Eigen::VectorXd counts = Eigen::VectorXd::Zero(n);
+    for (int64_t i : bootstrap_indices(o.seed, n, b)) counts[i] += 1.0;
+    samples[static_cast<size_t>(b)] =
+        frechet_distance(weighted_stats(generated, counts, n), weighted_stats(reference, counts, n));
+  }
+  BootstrapResult r = summarize_bootstrap(point, std::move(samples), o.level);
+  r.seed = o.seed;
+  return r;
+}
+
 }  // namespace lowbit

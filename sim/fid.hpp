@@ -83,5 +83,11 @@ BootstrapResult frechet_bootstrap(const quant::MatrixD& generated, const Feature
 // The same with reference features (reduced to feature_stats(reference) once).
 BootstrapResult frechet_bootstrap(const quant::MatrixD& generated, const quant::MatrixD& reference,
                                   const BootstrapOptions& options = {});
+// Paired sets (row i of both from the same noise and label, e.g. a quantized model's images and
+// the full-precision model's): each replicate draws the same rows from both, so the sampling
+// noise common to both sets cancels (two identical sets give 0 in every replicate) instead of
+// being charged to the difference.
+BootstrapResult frechet_bootstrap_paired(const quant::MatrixD& generated, const quant::MatrixD& reference,
+                                         const BootstrapOptions& options = {});
 
 }  // namespace lowbit
