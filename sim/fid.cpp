@@ -169,6 +169,28 @@ void write_feature_stats(const std::filesystem::path& path,
   write_safetensors(path, tensors, metadata);
 }
 
+namespace {
+
+// The bootstrap loop of the Fréchet distances: replicate b resamples n rows with
+// bootstrap_indices(seed, n, b), given to `fd` as resampling counts (parallel over replicates,
+// independent of the thread count).
+template <class Fd>
+BootstrapResult fd_bootstrap(double point, int64_t n, const BootstrapOptions& o, const Fd& fd) {
+  bootstrap_index(o.seed, n, o.replicates - 1, n - 1);  // counter range checked before the loop
+  std::vector<double> samples(static_cast<size_t>(o.replicates));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t b = 0; b < o.replicates; ++b) {
+    Eigen::VectorXd counts = Eigen::VectorXd::Zero(n);
+    for (int64_t i : bootstrap_indices(o.seed, n, b)) counts[i] += 1.0;
+    samples[static_cast<size_t>(b)] = fd(counts);
+  }
+  BootstrapResult r = summarize_bootstrap(point, std::move(samples), o.level);
+  r.seed = o.seed;
+  return r;
+}
+
+}  // namespace
+
 BootstrapResult frechet_bootstrap(const quant::MatrixD& generated, const FeatureStats& reference,
                                   const BootstrapOptions& o) {
   check_bootstrap_options(o, "frechet_bootstrap");
@@ -178,20 +200,11 @@ BootstrapResult frechet_bootstrap(const quant::MatrixD& generated, const Feature
     throw Error(fmt::format("frechet_bootstrap: dimension mismatch ({} generated vs {} reference features)",
                             gen.mu.size(), reference.mu.size()));
   const Reference ref = make_reference(reference);
-  const double point = frechet_to(gen.mu, gen.sigma, ref);
   const int64_t n = generated.rows();
-  bootstrap_index(o.seed, n, o.replicates - 1, n - 1);  // counter range checked before the loop
-  std::vector<double> samples(static_cast<size_t>(o.replicates));
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t b = 0; b < o.replicates; ++b) {
-    Eigen::VectorXd counts = Eigen::VectorXd::Zero(n);
-    for (int64_t i : bootstrap_indices(o.seed, n, b)) counts[i] += 1.0;
+  return fd_bootstrap(frechet_to(gen.mu, gen.sigma, ref), n, o, [&](const Eigen::VectorXd& counts) {
     const FeatureStats s = weighted_stats(generated, counts, n);
-    samples[static_cast<size_t>(b)] = frechet_to(s.mu, s.sigma, ref);
-  }
-  BootstrapResult r = summarize_bootstrap(point, std::move(samples), o.level);
-  r.seed = o.seed;
-  return r;
+    return frechet_to(s.mu, s.sigma, ref);
+  });
 }
 
 BootstrapResult frechet_bootstrap(const quant::MatrixD& generated, const quant::MatrixD& reference,
@@ -205,20 +218,11 @@ BootstrapResult frechet_bootstrap_paired(const quant::MatrixD& generated, const 
   if (generated.rows() != reference.rows() || generated.cols() != reference.cols())
     throw Error(fmt::format("frechet_bootstrap_paired: {} x {} generated vs {} x {} reference features (paired rows)",
                             generated.rows(), generated.cols(), reference.rows(), reference.cols()));
-  const double point = frechet_distance(feature_stats_f64(generated), feature_stats_f64(reference));
   const int64_t n = generated.rows();
-  bootstrap_index(o.seed, n, o.replicates - 1, n - 1);  // counter range checked before the loop
-  std::vector<double> samples(static_cast<size_t>(o.replicates));
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t b = 0; b < o.replicates; ++b) {
-    Eigen::VectorXd counts = Eigen::VectorXd::Zero(n);
-    for (int64_t i : bootstrap_indices(o.seed, n, b)) counts[i] += 1.0;
-    samples[static_cast<size_t>(b)] =
-        frechet_distance(weighted_stats(generated, counts, n), weighted_stats(reference, counts, n));
-  }
-  BootstrapResult r = summarize_bootstrap(point, std::move(samples), o.level);
-  r.seed = o.seed;
-  return r;
+  return fd_bootstrap(frechet_distance(feature_stats_f64(generated), feature_stats_f64(reference)), n, o,
+                      [&](const Eigen::VectorXd& counts) {
+                        return frechet_distance(weighted_stats(generated, counts, n), weighted_stats(reference, counts, n));
+                      });
 }
 
 }  // namespace lowbit
