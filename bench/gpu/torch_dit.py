@@ -3,7 +3,10 @@ tinydit (experiments/tinydit/model.py), 50 steps, CFG 2.0, N images in one batch
 off, as lowbit's engine) and bf16 autocast (train.sample_euler's setting), seconds per image,
 median of --reps runs after a warm-up.
 
-    python3 bench/gpu/torch_dit.py [--n 64] [--steps 50] [--reps 3]
+    python3 bench/gpu/torch_dit.py [--n 64] [--steps 50] [--reps 3] [--profile 2]
+
+--profile K also prints the CUDA kernel times of K float32 steps (torch.profiler), to set next
+to the per-kernel times of lowbit's engine.
 """
 import argparse
 import json
@@ -37,6 +40,7 @@ def main():
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--profile", type=int, default=0)
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -59,6 +63,12 @@ def main():
         times.sort()
         med = times[len(times) // 2]
         print(f"torch {name:<22} {med:8.3f} s   {med / args.n * 1000:8.2f} ms/image")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            sample(model, x, y, args.profile, 2.0, False)
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
 
 
 if __name__ == "__main__":
