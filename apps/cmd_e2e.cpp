@@ -5,7 +5,7 @@
 //             recipe's quantized layers; writes OUT/samples.npz (images, labels), OUT/grid.png
 //             and OUT/run.json
 //   evaluate  the same, plus the full-precision images from the same noise and labels (cached
-//             under --cache when given) and the metrics: FID vs full precision and vs real crops
+//             under --cache when given, as are the calibration sets of both commands) and the metrics: FID vs full precision and vs real crops
 //             (bootstrap CIs), PSNR and SSIM vs full precision, bits per weight / activation,
 //             wall times; writes OUT/metrics.json, OUT/compare.png (full precision above the
 //             recipe's images) and OUT/samples.npz
@@ -116,6 +116,7 @@ nlohmann::json run_json(const E2eArgs& a, const Setup& s, const QuantizedDit& q)
   j["act_bits"] = q.act_bits;
   j["calibration_seconds"] = q.calibration_seconds;
   j["quantize_seconds"] = q.quantize_seconds;
+  j["calibration_cached"] = q.calibration_cached;
   nlohmann::json layers = nlohmann::json::object();
   for (const auto& [name, plan] : q.plans) {
     nlohmann::json l = {{"weight", plan.weight}, {"act", plan.act}, {"algorithm", plan.algorithm}, {"rule", plan.rule}};
@@ -138,7 +139,7 @@ void write_json(const fs::path& p, const nlohmann::json& j) {
 
 int run_generate(const E2eArgs& a) {
   const Setup s = setup(a);
-  const QuantizedDit q = quantize_dit(s.model, s.recipe, s.gen.sampler, logger(a.quiet));
+  const QuantizedDit q = quantize_dit(s.model, s.recipe, s.gen.sampler, logger(a.quiet), a.cache);
   const Generated g = run_generation(s.model, q, s.gen, s.recipe.name, a.quiet, a.device == "cuda");
   const DitConfig& c = s.model.config();
   write_samples(fs::path(a.out) / "samples.npz", g, c);
@@ -180,7 +181,7 @@ int run_evaluate(const E2eArgs& a) {
   const Setup s = setup(a);
   const auto t0 = std::chrono::steady_clock::now();
   const Generated ref = reference_images(a, s);
-  const QuantizedDit q = quantize_dit(s.model, s.recipe, s.gen.sampler, logger(a.quiet));
+  const QuantizedDit q = quantize_dit(s.model, s.recipe, s.gen.sampler, logger(a.quiet), a.cache);
   const Generated g = q.layers.empty() ? ref : run_generation(s.model, q, s.gen, s.recipe.name, a.quiet, a.device == "cuda");
   const DitConfig& c = s.model.config();
   nlohmann::json j = run_json(a, s, q);
@@ -215,6 +216,7 @@ void add_e2e_commands(CLI::App& app, Commands& out) {
   auto ga = std::make_shared<E2eArgs>();
   auto* gen = app.add_subcommand("generate", "sample images from the DiT under a quantization recipe (docs/e2e.md)");
   add_common(gen, *ga);
+  gen->add_option("--cache", ga->cache, "directory caching the calibration sets (reused by later runs)");
   out.push_back({gen, [ga] { return run_generate(*ga); }});
 
   auto ea = std::make_shared<E2eArgs>();
@@ -223,7 +225,8 @@ void add_e2e_commands(CLI::App& app, Commands& out) {
   add_common(ev, *ea);
   ev->add_option("--featnet", ea->featnet, "feature network directory (weights, real_stats.safetensors)")->capture_default_str();
   ev->add_option("--bootstrap", ea->bootstrap, "bootstrap replicates of the CIs")->capture_default_str()->check(CLI::Range(1, 100000));
-  ev->add_option("--cache", ea->cache, "directory caching the full-precision images (reused by later runs)");
+  ev->add_option("--cache", ea->cache,
+                 "directory caching the full-precision images and the calibration sets (reused by later runs)");
   out.push_back({ev, [ea] { return run_evaluate(*ea); }});
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "formats/error.hpp"
 #include "formats/registry.hpp"
@@ -14,6 +15,7 @@
 #include "sim/fid.hpp"
 #include "sim/image_batch.hpp"
 #include "sim/image_metrics.hpp"
+#include "sim/safetensors.hpp"
 
 namespace lowbit {
 
@@ -104,8 +106,46 @@ CalibrationSet capture_calibration(const DitModel& model, const CalibrationPlan&
   return hook.take(plan.rows);
 }
 
+CalibrationSet cached_calibration(const DitModel& model, const CalibrationPlan& plan, const SamplerOptions& sampler,
+                                  const std::filesystem::path& dir, bool* cached) {
+  if (cached) *cached = false;
+  if (dir.empty()) return capture_calibration(model, plan, sampler);
+  std::vector<int64_t> used;
+  for (const int64_t s : plan.steps)
+    if (s < sampler.steps) used.push_back(s);
+  const std::filesystem::path file =
+      dir / fmt::format("calib_images{}_seed{}_steps{}_rows{}_of{}_cfg{}.safetensors", plan.images, plan.seed,
+                        fmt::join(used, "-"), plan.rows, sampler.steps, sampler.cfg_scale);
+  if (std::filesystem::exists(file)) {
+    CalibrationSet set;
+    for (const Tensor& t : read_safetensors(file)) {
+      if (t.shape.size() != 2) throw Error(fmt::format("{}: '{}' is not a matrix", file.string(), t.name));
+      const std::vector<float> v = to_f32(t);
+      set.emplace(t.name, Eigen::Map<const MatrixF>(v.data(), t.shape[0], t.shape[1]));
+    }
+    for (const auto& name : model.linear_names()) {
+      const auto it = set.find(name);
+      if (it == set.end() || it->second.cols() != model.weight(name).cols() || it->second.rows() == 0)
+        throw Error(fmt::format("{}: no calibration rows of width {} for '{}' (delete the file to recapture)",
+                                file.string(), model.weight(name).cols(), name));
+    }
+    if (cached) *cached = true;
+    return set;
+  }
+  CalibrationSet set = capture_calibration(model, plan, sampler);
+  std::vector<Tensor> tensors;
+  for (const auto& [name, x] : set)
+    tensors.push_back(tensor_from_f32({x.rows(), x.cols()}, std::span<const float>(x.data(), static_cast<size_t>(x.size())), name));
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path tmp = file.string() + ".tmp";  // renamed when complete: no half-written cache
+  write_safetensors(tmp, tensors, {{"content", "lowbit calibration set"}});
+  std::filesystem::rename(tmp, file);
+  return set;
+}
+
 QuantizedDit quantize_dit(const DitModel& model, const Recipe& recipe, const SamplerOptions& sampler,
-                          const std::function<void(const std::string&)>& log) {
+                          const std::function<void(const std::string&)>& log,
+                          const std::filesystem::path& calibration_cache) {
   QuantizedDit q;
   q.recipe = recipe.name;
   const DitConfig& c = model.config();
@@ -121,8 +161,9 @@ QuantizedDit quantize_dit(const DitModel& model, const Recipe& recipe, const Sam
                     dropped.empty() ? "" : fmt::format(" (steps {} are beyond this {}-step run: skipped)",
                                                        fmt::join(dropped, ","), sampler.steps)));
   }
-  const CalibrationSet calib = capture_calibration(model, recipe.calibration, sampler);
+  const CalibrationSet calib = cached_calibration(model, recipe.calibration, sampler, calibration_cache, &q.calibration_cached);
   q.calibration_seconds = seconds_since(t0);
+  if (log && q.calibration_cached) log(fmt::format("  calibration set read from {}", calibration_cache.string()));
   const auto t1 = std::chrono::steady_clock::now();
   for (const auto& name : model.linear_names()) {
     const LayerPlan& plan = q.plans.at(name);

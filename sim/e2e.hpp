@@ -15,6 +15,7 @@
 //              calibration (static), as the plan's activation spec says
 #pragma once
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -37,6 +38,14 @@ using CalibrationSet = std::map<std::string, quant::MatrixF, std::less<>>;
 CalibrationSet capture_calibration(const DitModel& model, const CalibrationPlan& plan, const SamplerOptions& sampler,
                                    const std::function<void(int64_t, int64_t)>& progress = {});
 
+// The calibration set of `plan` under `sampler`, read from DIR/calib_….safetensors when a
+// previous run left it there (the file name holds every setting the capture depends on: images,
+// seed, the steps used, rows, the run's step count and CFG scale), else captured and written
+// there. Recipes with the same calibration plan share it. A file that does not hold every layer
+// at its width is an error naming it, not silently recaptured. *cached says which happened.
+CalibrationSet cached_calibration(const DitModel& model, const CalibrationPlan& plan, const SamplerOptions& sampler,
+                                  const std::filesystem::path& dir, bool* cached = nullptr);
+
 struct QuantizedDit {
   std::string recipe;
   std::map<std::string, quant::QuantizedLinear, std::less<>> layers;  // empty for full precision
@@ -48,11 +57,14 @@ struct QuantizedDit {
   double act_bits = 32;
   double calibration_seconds = 0;
   double quantize_seconds = 0;
+  bool calibration_cached = false;  // the calibration set came from the cache directory
 };
 
-// Calibrates (unless the recipe is full precision) and quantizes every layer.
+// Calibrates (unless the recipe is full precision) and quantizes every layer. With a cache
+// directory the calibration set comes from / goes to it (cached_calibration).
 QuantizedDit quantize_dit(const DitModel& model, const Recipe& recipe, const SamplerOptions& sampler,
-                          const std::function<void(const std::string&)>& log = {});
+                          const std::function<void(const std::string&)>& log = {},
+                          const std::filesystem::path& calibration_cache = {});
 
 // The hook that runs a QuantizedDit's layers (layers it does not hold keep the plain product).
 class QuantizedHook : public LinearHook {

@@ -3,9 +3,10 @@
 # full-precision DiT on the same noise and labels, then results/e2e/table.{csv,md}.
 #   experiments/e2e/run.sh [N] [STEPS] [DEVICE]      defaults: 24 images, 20 steps, cpu
 # Environment: LOWBIT (the binary), BOOTSTRAP (replicates, default 1000), RECIPES (names of
-# experiments/e2e/recipes/*.json to run, default all; fp32 is always added), KEEP_SAMPLES=1 to
+# experiments/e2e/recipes/*.json to run, default all; fp32 is always added), BATCH (images per
+# sampler call, default 16; 64 suits the GPU), KEEP_SAMPLES=1 to
 # keep each recipe's samples.npz (by default only metrics.json and compare.png stay; the cached
-# full-precision images live under out/, which git ignores).
+# full-precision images and the shared calibration set live under out/, which git ignores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-24}
@@ -24,7 +25,7 @@ for r in "${recipes[@]}" fp32; do
   name=$(basename "$r" .json)
   echo "== $name"
   "$bin" evaluate --recipe "$r" --n "$n" --steps "$steps" --device "$device" --cache "out/e2e_cache" \
-    --bootstrap "${BOOTSTRAP:-1000}" --out "$out/$name" --quiet
+    --batch "${BATCH:-16}" --bootstrap "${BOOTSTRAP:-1000}" --out "$out/$name" --quiet
   [ "${KEEP_SAMPLES:-0}" = 1 ] || rm -f "$out/$name/samples.npz"
 done
 python3 experiments/e2e/table.py "$out"

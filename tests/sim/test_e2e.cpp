@@ -7,6 +7,7 @@
 
 #include "formats/error.hpp"
 #include "sim/e2e.hpp"
+#include "sim/safetensors.hpp"
 
 namespace lowbit {
 namespace {
@@ -46,6 +47,54 @@ TEST(E2e, CalibrationCapturesEveryLayerAtTheListedSteps) {
   EXPECT_GT((ada.row(0) - ada.row(2)).norm(), 0.0f);
   plan.steps = {5};
   EXPECT_THROW(capture_calibration(model(), plan, s), Error);
+}
+
+TEST(E2e, CalibrationCacheReturnsTheCapturedSetAndRejectsAnIncompleteFile) {
+  CalibrationPlan plan;
+  plan.images = 1;
+  plan.steps = {0, 1};
+  plan.rows = 32;
+  SamplerOptions s;
+  s.steps = 2;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "lowbit_test_calib_cache";
+  std::filesystem::remove_all(dir);
+  const CalibrationSet direct = capture_calibration(model(), plan, s);
+  bool cached = true;
+  const CalibrationSet first = cached_calibration(model(), plan, s, dir, &cached);
+  EXPECT_FALSE(cached);
+  const CalibrationSet second = cached_calibration(model(), plan, s, dir, &cached);
+  EXPECT_TRUE(cached);
+  ASSERT_EQ(second.size(), direct.size());
+  for (const auto& [name, x] : direct) {
+    EXPECT_EQ(first.at(name), x) << name;
+    EXPECT_EQ(second.at(name), x) << name;  // bit for bit: the file holds float32
+  }
+  // Another plan (more rows) is another file, not this one.
+  plan.rows = 16;
+  cached_calibration(model(), plan, s, dir, &cached);
+  EXPECT_FALSE(cached);
+  // A quantized model from the cache equals one calibrated afresh.
+  Recipe r = parse_recipe(R"({"default": {"weight": "int4:g64", "act": "int4:g64", "algorithm": "smoothquant"},
+                              "calibration": {"images": 1, "steps": [0, 1], "rows": 32}})", "r.json");
+  const QuantizedDit fresh = quantize_dit(model(), r, s);
+  const QuantizedDit from_cache = quantize_dit(model(), r, s, {}, dir);
+  EXPECT_FALSE(fresh.calibration_cached);
+  EXPECT_TRUE(from_cache.calibration_cached);
+  for (const auto& [name, l] : fresh.layers) {
+    EXPECT_EQ(from_cache.layers.at(name).weight, l.weight) << name;
+    EXPECT_EQ(from_cache.layers.at(name).smooth, l.smooth) << name;
+  }
+  // A file with a layer missing is an error naming the file, not a silent recapture.
+  plan.rows = 32;
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+  for (const auto& f : files) {
+    std::vector<Tensor> t = read_safetensors(f);
+    t.pop_back();
+    write_safetensors(f, t, {});
+  }
+  EXPECT_THROW(cached_calibration(model(), plan, s, dir, &cached), Error);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(E2e, BitsAndHookOfAQuantizedModel) {
