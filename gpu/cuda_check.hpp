@@ -6,6 +6,7 @@
 #include <string>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -20,13 +21,37 @@ inline void cuda_check(cudaError_t e, const char* what) {
 // After a launch: launch errors now, execution errors at the next synchronisation.
 #define LOWBIT_CUDA_LAUNCHED(name) ::lowbit::gpu::cuda_check(cudaGetLastError(), name)
 
+// Stream-ordered allocation on the default stream from the device's default memory pool (kept,
+// not returned to the driver at each synchronisation, so repeated temporaries cost no cudaMalloc):
+// a buffer may be released while kernels that use it are still queued, with no synchronisation.
+// Devices without memory pools get cudaMalloc / cudaFree.
+inline bool pooled_allocation() {
+  static const bool pooled = [] {
+    int dev = 0, ok = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&ok, cudaDevAttrMemoryPoolsSupported, dev) != cudaSuccess || !ok) {
+      cudaGetLastError();
+      return false;
+    }
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess) return false;
+    uint64_t keep = UINT64_MAX;
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    return true;
+  }();
+  return pooled;
+}
+
 // Owning device array of T.
 template <class T>
 class DeviceArray {
  public:
   DeviceArray() = default;
   explicit DeviceArray(size_t n) : n_(n) {
-    if (n) LOWBIT_CUDA(cudaMalloc(&p_, n * sizeof(T)));
+    if (n) {
+      if (pooled_allocation()) LOWBIT_CUDA(cudaMallocAsync(reinterpret_cast<void**>(&p_), n * sizeof(T), 0));
+      else LOWBIT_CUDA(cudaMalloc(&p_, n * sizeof(T)));
+    }
   }
   DeviceArray(const DeviceArray&) = delete;
   DeviceArray& operator=(const DeviceArray&) = delete;
@@ -37,7 +62,9 @@ class DeviceArray {
     return *this;
   }
   ~DeviceArray() {
-    if (p_) cudaFree(p_);
+    if (!p_) return;
+    if (pooled_allocation()) cudaFreeAsync(p_, 0);
+    else cudaFree(p_);
   }
   T* get() const { return p_; }
   size_t size() const { return n_; }

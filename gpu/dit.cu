@@ -3,11 +3,20 @@
 // them on the CPU), everything else by the kernels below, each the CPU engine's operation in
 // the same float order (LayerNorm statistics in double, bias added after the product,
 // x·(1 + scale) + shift, softmax as exp(s − max)/sum, GELU tanh, Euler x + dt·v).
+//
+// Speed: a plain layer's bias rides in the product's epilogue (cuBLASLt, float32 compute,
+// pedantic: no TF32); a quantized layer's double result is converted, biased and, where the
+// model's next operation allows, put through GELU or added into the residual stream by one
+// kernel; nothing waits for the device inside a forward (the format kernels are queued behind
+// each other, their temporaries stream-ordered).
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
+#include <tuple>
 
 #include "formats/float_format.hpp"
 #include "gpu/cuda_check.hpp"
@@ -21,6 +30,7 @@ namespace {
 constexpr int kThreads = 256;
 
 void cublas_check(cublasStatus_t s, const char* what) {
+  // (cublasLt calls return the same status type)
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cuBLAS: ") + what + ": status " + std::to_string(static_cast<int>(s)));
 }
 #define LOWBIT_CUBLAS(call) cublas_check((call), #call)
@@ -62,11 +72,20 @@ __global__ void silu_kernel(const float* __restrict x, float* __restrict y, int6
   }
 }
 
-__global__ void gelu_tanh_kernel(float* __restrict x, int64_t count, float beta) {
-  for (int64_t i = thread_index(); i < count; i += thread_stride()) {
-    const float v = x[i];
-    const float inner = beta * (v + 0.044715f * v * v * v);
-    x[i] = 0.5f * v * (1.0f + tanhf(inner));
+__device__ __forceinline__ float gelu_tanh(float v, float beta) {
+  const float inner = beta * (v + 0.044715f * v * v * v);
+  return 0.5f * v * (1.0f + tanhf(inner));
+}
+
+// count4 float4s (the engine's activations are 16-byte aligned, widths multiples of 4).
+__global__ void gelu_tanh_kernel(float4* __restrict x, int64_t count4, float beta) {
+  for (int64_t i = thread_index(); i < count4; i += thread_stride()) {
+    float4 v = x[i];
+    v.x = gelu_tanh(v.x, beta);
+    v.y = gelu_tanh(v.y, beta);
+    v.z = gelu_tanh(v.z, beta);
+    v.w = gelu_tanh(v.w, beta);
+    x[i] = v;
   }
 }
 
@@ -91,12 +110,14 @@ __global__ void ln_modulate(const float* __restrict h, float* __restrict a, cons
   for (int64_t j = lane; j < D; j += 32) a[warp * D + j] = ((x[j] - m) * rstd) * (1.0f + md[scale_col + j]) + md[shift_col + j];
 }
 
-__global__ void gated_add_kernel(float* __restrict h, const float* __restrict y, const float* __restrict mod, int64_t rows,
-                                 int64_t D, int64_t T, int64_t mod_cols, int64_t gate_col) {
-  for (int64_t i = thread_index(); i < rows * D; i += thread_stride()) {
-    const int64_t r = i / D, j = i % D;
-    h[i] = h[i] + mod[(r / T) * mod_cols + gate_col + j] * y[i];
-  }
+// One block per row r: h[r] += gate(image of r) ⊙ y[r].
+__global__ void gated_add_kernel(float* __restrict h, const float* __restrict y, const float* __restrict mod, int64_t D,
+                                 int64_t T, int64_t mod_cols, int64_t gate_col) {
+  const int64_t r = blockIdx.x;
+  const float* g = mod + (r / T) * mod_cols + gate_col;
+  float* hr = h + r * D;
+  const float* yr = y + r * D;
+  for (int64_t j = threadIdx.x; j < D; j += blockDim.x) hr[j] = hr[j] + g[j] * yr[j];
 }
 
 // One warp per row of T scores: exp(s − max) / sum.
@@ -152,10 +173,20 @@ __global__ void divide_cols(const float* __restrict x, const float* __restrict s
   for (int64_t i = thread_index(); i < rows * cols; i += thread_stride()) y[i] = x[i] / s[i % cols];
 }
 
-__global__ void to_double(const float* __restrict x, double* __restrict y, int64_t count, bool fp16) {
+// count4 groups of 4 values.
+__global__ void to_double(const float4* __restrict x, double2* __restrict y, int64_t count4, bool fp16) {
   constexpr FloatFormat kFp16 = fmt_desc::fp16;
-  for (int64_t i = thread_index(); i < count; i += thread_stride())
-    y[i] = static_cast<double>(fp16 ? round_to_float(kFp16, x[i]) : x[i]);
+  for (int64_t i = thread_index(); i < count4; i += thread_stride()) {
+    float4 v = x[i];
+    if (fp16) {
+      v.x = round_to_float(kFp16, v.x);
+      v.y = round_to_float(kFp16, v.y);
+      v.z = round_to_float(kFp16, v.z);
+      v.w = round_to_float(kFp16, v.w);
+    }
+    y[2 * i] = make_double2(v.x, v.y);
+    y[2 * i + 1] = make_double2(v.z, v.w);
+  }
 }
 
 // down (double) -> float -> fp16-rounded (branch_fp16) -> double, in place.
@@ -167,10 +198,24 @@ __global__ void round_branch(double* __restrict d, int64_t count, bool fp16) {
   }
 }
 
-__global__ void bias_to_float(const double* __restrict y, const double* __restrict b, float* __restrict out, int64_t rows,
-                              int64_t cols) {
-  for (int64_t i = thread_index(); i < rows * cols; i += thread_stride())
-    out[i] = static_cast<float>(b ? y[i] + b[i % cols] : y[i]);
+// What follows a quantized layer's product, fused into its conversion to float.
+enum class After : uint8_t { Store, Gelu, GatedAdd };
+
+// One block per row r: v = float(y[r] + b) (the bias added in double), then out[r] = v,
+// out[r] = GELU(v), or out[r] += gate(image of r) ⊙ v (out = the residual stream h).
+__global__ void finish_quantized(const double* __restrict y, const double* __restrict b, float* __restrict out,
+                                 int64_t cols, After after, float beta, const float* __restrict mod, int64_t T,
+                                 int64_t mod_cols, int64_t gate_col) {
+  const int64_t r = blockIdx.x;
+  const double* yr = y + r * cols;
+  float* o = out + r * cols;
+  const float* g = after == After::GatedAdd ? mod + (r / T) * mod_cols + gate_col : nullptr;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = static_cast<float>(b ? yr[j] + b[j] : yr[j]);
+    if (after == After::Store) o[j] = v;
+    else if (after == After::Gelu) o[j] = gelu_tanh(v, beta);
+    else o[j] = o[j] + g[j] * v;
+  }
 }
 
 template <class T>
@@ -201,9 +246,30 @@ struct DevLayer {
   std::shared_ptr<const TensorFormat> act;
 };
 
+// A cuBLASLt product with a bias epilogue for one shape: row-major y (M×N) = x (M×K)·Wᵀ + b.
+struct LtGemm {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool ok = false;
+  void release() {
+    if (op) cublasLtMatmulDescDestroy(op);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    op = nullptr;
+    a = b = c = nullptr;
+  }
+};
+
 struct DitGpu::Impl {
   DitGpuWeights dims;  // scalars only (vectors cleared)
   cublasHandle_t handle = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  static constexpr size_t kLtWorkspace = size_t{32} << 20;
+  DeviceArray<uint8_t> lt_ws;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, LtGemm> lt_plans;
+  std::string lt_compute;  // the compute type the plans use ("" until the first)
   DeviceArray<float> patch_w, patch_b, pos, ytab;
   std::vector<DevLayer> layers;
   int64_t cap = 0;  // images the workspace holds
@@ -213,7 +279,69 @@ struct DitGpu::Impl {
   int64_t max_in = 0, max_out = 0, max_rank = 0;
 
   ~Impl() {
+    for (auto& [k, g] : lt_plans) g.release();
+    if (lt) cublasLtDestroy(lt);
     if (handle) cublasDestroy(handle);
+  }
+
+  // The plan of an M×N×K product with a bias epilogue: float32 compute, pedantic (no TF32, no
+  // reduced-precision reductions) where cuBLASLt offers it, else plain CUBLAS_COMPUTE_32F (also
+  // true float32); ok = false when cuBLASLt has no algorithm (the caller then uses cuBLAS and a
+  // bias kernel).
+  LtGemm& lt_plan(int64_t M, int64_t N, int64_t K) {
+    auto [it, fresh] = lt_plans.try_emplace(std::make_tuple(M, N, K));
+    LtGemm& g = it->second;
+    if (!fresh || !lt) return g;
+    for (const cublasComputeType_t ct : {CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_COMPUTE_32F}) {
+      if (cublasLtMatmulDescCreate(&g.op, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) {
+        g.op = nullptr;
+        continue;
+      }
+      const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+      const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+      cublasLtMatmulPreference_t pref = nullptr;
+      cublasLtMatmulHeuristicResult_t res{};
+      int found = 0;
+      size_t ws = kLtWorkspace;
+      const bool made =
+          cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatrixLayoutCreate(&g.a, CUDA_R_32F, static_cast<uint64_t>(K), static_cast<uint64_t>(N), K) ==
+              CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatrixLayoutCreate(&g.b, CUDA_R_32F, static_cast<uint64_t>(K), static_cast<uint64_t>(M), K) ==
+              CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatrixLayoutCreate(&g.c, CUDA_R_32F, static_cast<uint64_t>(N), static_cast<uint64_t>(M), N) ==
+              CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) ==
+              CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulAlgoGetHeuristic(lt, g.op, g.a, g.b, g.c, g.c, pref, 1, &res, &found) == CUBLAS_STATUS_SUCCESS &&
+          found > 0;
+      if (pref) cublasLtMatmulPreferenceDestroy(pref);
+      if (made) {
+        g.algo = res.algo;
+        g.ok = true;
+        if (lt_compute.empty()) lt_compute = ct == CUBLAS_COMPUTE_32F_PEDANTIC ? "32F_PEDANTIC" : "32F";
+        return g;
+      }
+      g.release();
+    }
+    return g;
+  }
+
+  // Row-major y (M×N) = x (M×K)·Wᵀ (W: N×K) + b, bias in the epilogue when cuBLASLt can.
+  void sgemm_bias(const float* x, const float* w, const float* b, float* y, int64_t M, int64_t N, int64_t K) {
+    LtGemm& g = lt_plan(M, N, K);
+    if (g.ok) {
+      const float one = 1.0f, zero = 0.0f;
+      LOWBIT_CUBLAS(cublasLtMatmulDescSetAttribute(g.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+      LOWBIT_CUBLAS(cublasLtMatmul(lt, g.op, &one, w, g.a, x, g.b, &zero, y, g.c, y, g.c, &g.algo, lt_ws.get(),
+                                   kLtWorkspace, nullptr));
+      return;
+    }
+    sgemm_nt(x, K, w, K, y, N, M, N, K);
+    launch(add_rows, M * N, y, b, static_cast<const float*>(nullptr), M, N, int64_t{1});
   }
 
   void ensure(int64_t n) {
@@ -259,13 +387,20 @@ struct DitGpu::Impl {
                               static_cast<int>(ldc)));
   }
 
-  // y (rows × out) = layer(x (rows × in)).
-  void linear(int idx, const float* x, int64_t rows, float* y) {
+  // y (rows × out) = layer(x (rows × in)), then `after`: y = GELU(y), or (GatedAdd) y is the
+  // residual stream h (rows × out, T rows per image) and h += mod[image][gate_col + j] · layer(x).
+  void linear(int idx, const float* x, int64_t rows, float* y, After after = After::Store, int64_t gate_col = 0) {
     DevLayer& l = layers[static_cast<size_t>(idx)];
+    const float beta = gelu_beta();
+    const int64_t T = tokens(), mod_cols = 6 * dims.hidden;
     if (!l.quantized) {
-      sgemm_nt(x, l.in, l.w.get(), l.in, y, l.out, rows, l.out, l.in);
-      launch(add_rows, rows * l.out, y, static_cast<const float*>(l.b.get()), static_cast<const float*>(nullptr), rows,
-             l.out, int64_t{1});
+      float* dst = after == After::GatedAdd ? tmp.get() : y;
+      sgemm_bias(x, l.w.get(), l.b.get(), dst, rows, l.out, l.in);
+      if (after == After::Gelu)
+        launch(gelu_tanh_kernel, rows * l.out / 4, reinterpret_cast<float4*>(y), rows * l.out / 4, beta);
+      else if (after == After::GatedAdd)
+        gated_add_kernel<<<static_cast<unsigned>(rows), kThreads>>>(y, dst, mod.get(), l.out, T, mod_cols, gate_col);
+      LOWBIT_CUDA_LAUNCHED("dit linear epilogue");
       return;
     }
     const float* xt = x;
@@ -275,20 +410,24 @@ struct DitGpu::Impl {
     }
     const float* q = xt;
     if (l.act) {
-      fake_quant_device(*l.act, xt, xq.get(), Shape{rows, l.in});
+      fake_quant_device(*l.act, xt, xq.get(), Shape{rows, l.in}, /*synchronize=*/false);
       q = xq.get();
     }
-    launch(to_double, rows * l.in, q, xd.get(), rows * l.in, false);
+    const int64_t n4 = rows * l.in / 4;
+    launch(to_double, n4, reinterpret_cast<const float4*>(q), reinterpret_cast<double2*>(xd.get()), n4, false);
     dgemm_nt(xd.get(), l.in, l.wd.get(), l.in, yd.get(), l.out, rows, l.out, l.in, 0.0);
     if (l.rank > 0) {
-      launch(to_double, rows * l.in, xt, xd.get(), rows * l.in, l.branch_fp16);
+      launch(to_double, n4, reinterpret_cast<const float4*>(xt), reinterpret_cast<double2*>(xd.get()), n4, l.branch_fp16);
       dgemm_nt(xd.get(), l.in, l.downd.get(), l.in, bd2.get(), l.rank, rows, l.rank, l.in, 0.0);
       launch(round_branch, rows * l.rank, bd2.get(), rows * l.rank, l.branch_fp16);
       dgemm_nt(bd2.get(), l.rank, l.upd.get(), l.rank, yd.get(), l.out, rows, l.out, l.rank, 1.0);
     }
-    launch(bias_to_float, rows * l.out, static_cast<const double*>(yd.get()),
-           static_cast<const double*>(l.bd.size() ? l.bd.get() : nullptr), y, rows, l.out);
+    finish_quantized<<<static_cast<unsigned>(rows), kThreads>>>(yd.get(), l.bd.size() ? l.bd.get() : nullptr, y, l.out,
+                                                               after, beta, mod.get(), T, mod_cols, gate_col);
+    LOWBIT_CUDA_LAUNCHED("finish_quantized");
   }
+
+  static float gelu_beta() { return static_cast<float>(1.4142135623730951 * (2.0 / 1.7724538509055159) * 0.5); }
 
   // out (n × C × S × S) = velocity of x (device) with time features tf and labels (device).
   void forward_dev(const float* x, int64_t n, float* out) {
@@ -304,7 +443,6 @@ struct DitGpu::Impl {
     launch(add_labels, n * D, cond.get(), static_cast<const float*>(ytab.get()), static_cast<const int32_t*>(labels.get()), n, D);
     launch(silu_kernel, n * D, static_cast<const float*>(cond.get()), sc.get(), n * D);
     const float scale = 1.0f / sqrtf(static_cast<float>(hd));
-    const float beta = static_cast<float>(1.4142135623730951 * (2.0 / 1.7724538509055159) * 0.5);
     for (int64_t i = 0; i < dims.depth; ++i) {
       const int base = static_cast<int>(2 + 5 * i);
       linear(base, sc.get(), n, mod.get());  // n × 6D
@@ -325,16 +463,11 @@ struct DitGpu::Impl {
             qkv.get() + 2 * D + hh * hd, static_cast<int>(3 * D), T * 3 * D, scores.get(), static_cast<int>(T), T * T,
             &zero, att.get() + hh * hd, static_cast<int>(D), T * D, static_cast<int>(n)));
       }
-      linear(base + 2, att.get(), rows, tmp.get());
-      launch(gated_add_kernel, rows * D, h.get(), static_cast<const float*>(tmp.get()), static_cast<const float*>(mod.get()),
-             rows, D, T, 6 * D, 2 * D);
+      linear(base + 2, att.get(), rows, h.get(), After::GatedAdd, 2 * D);
       launch(ln_modulate, rows * 32, static_cast<const float*>(h.get()), a.get(), static_cast<const float*>(mod.get()), rows, D,
              T, 6 * D, 3 * D, 4 * D);
-      linear(base + 3, a.get(), rows, m1.get());
-      launch(gelu_tanh_kernel, rows * dims.mlp, m1.get(), rows * dims.mlp, beta);
-      linear(base + 4, m1.get(), rows, tmp.get());
-      launch(gated_add_kernel, rows * D, h.get(), static_cast<const float*>(tmp.get()), static_cast<const float*>(mod.get()),
-             rows, D, T, 6 * D, 5 * D);
+      linear(base + 3, a.get(), rows, m1.get(), After::Gelu);
+      linear(base + 4, m1.get(), rows, h.get(), After::GatedAdd, 5 * D);
     }
     const int fin = static_cast<int>(2 + 5 * dims.depth);
     linear(fin, sc.get(), n, mod.get());  // n × 2D
@@ -360,6 +493,8 @@ DitGpu::DitGpu(const DitGpuWeights& w) : impl_(std::make_unique<Impl>()) {
   m.dims.frequency_size = w.frequency_size;
   LOWBIT_CUBLAS(cublasCreate(&m.handle));
   LOWBIT_CUBLAS(cublasSetMathMode(m.handle, CUBLAS_PEDANTIC_MATH));  // no TF32, no reduced-precision reductions
+  if (cublasLtCreate(&m.lt) != CUBLAS_STATUS_SUCCESS) m.lt = nullptr;  // then cuBLAS and a bias kernel
+  else m.lt_ws = DeviceArray<uint8_t>(Impl::kLtWorkspace);
   m.patch_w = upload(w.patch_w);
   m.patch_b = upload(w.patch_b);
   m.pos = upload(w.pos_embed);
@@ -373,6 +508,9 @@ DitGpu::DitGpu(const DitGpuWeights& w) : impl_(std::make_unique<Impl>()) {
     d.branch_fp16 = l.branch_fp16;
     d.act = l.act;
     if (static_cast<int64_t>(l.w.size()) != l.out * l.in) throw Error("gpu dit: layer " + l.name + ": weight size");
+    if (l.in % 4 != 0 || l.out % 4 != 0)  // the conversion and GELU kernels move 4 floats at a time
+      throw Error("gpu dit: layer " + l.name + ": " + std::to_string(l.out) + " × " + std::to_string(l.in) +
+                  " (the GPU engine needs multiples of 4)");
     if (!l.quantized) {
       d.w = upload(l.w);
       d.b = upload(l.b.empty() ? std::vector<float>(static_cast<size_t>(l.out), 0.0f) : l.b);
@@ -393,6 +531,13 @@ DitGpu::DitGpu(const DitGpuWeights& w) : impl_(std::make_unique<Impl>()) {
 }
 
 DitGpu::~DitGpu() = default;
+
+std::string DitGpu::products() const {
+  const Impl& m = *impl_;
+  std::string plain = m.lt_compute.empty() ? "cuBLAS SGEMM (pedantic) + bias kernel"
+                                           : "cuBLASLt CUBLAS_COMPUTE_" + m.lt_compute + " with bias epilogue";
+  return "plain layers: " + plain + "; quantized layers: cuBLAS DGEMM";
+}
 
 std::vector<float> DitGpu::forward(std::span<const float> x, std::span<const float> tfreq, std::span<const int32_t> y) {
   Impl& m = *impl_;

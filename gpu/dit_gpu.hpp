@@ -58,6 +58,9 @@ class DitGpu {
   std::vector<float> sample(std::span<const float> noise, std::span<const int32_t> labels, std::span<const float> times,
                             float cfg_scale, bool clamp, const std::function<void(float, float*)>& features,
                             const std::function<void(int64_t)>& progress = {});
+  // How the products run (after the first forward): e.g. "plain layers: cuBLASLt
+  // CUBLAS_COMPUTE_32F_PEDANTIC with bias epilogue; quantized layers: cuBLAS DGEMM".
+  std::string products() const;
 
  private:
   struct Impl;

@@ -461,7 +461,6 @@ bool fused_fake_quant(const FormatParams& params, const float* x, float* y, int6
       fused_elements<<<grid_for(n / 4, kThreads), kThreads>>>(r, reinterpret_cast<const float4*>(x),
                                                               reinterpret_cast<float4*>(y), n / 4, cols, scales.get());
       LOWBIT_CUDA_LAUNCHED("fused_elements");
-      LOWBIT_CUDA(cudaDeviceSynchronize());  // before `scales` is freed
     }
     return true;
   }
@@ -484,7 +483,6 @@ bool fused_fake_quant(const FormatParams& params, const float* x, float* y, int6
     rule.fast = q->round == Round::NearestEven && (!q->two_level || q->variant != Nvfp4Variant::Modelopt);
     if (rule.fast) rule.k = FastRne::make(fmt_desc::e2m1, Overflow::Saturate);
     launch_groups(rule, x, y, n, kNvfp4Block);
-    LOWBIT_CUDA(cudaDeviceSynchronize());  // before `t` is freed
     return true;
   }
   if (const auto* c = std::get_if<CodebookParams>(&params)) {
@@ -494,14 +492,12 @@ bool fused_fake_quant(const FormatParams& params, const float* x, float* y, int6
     DeviceArray<CodebookTables> t(1);
     t.upload(&h, 1);
     launch_groups(CodebookBlocks{t.get()}, x, y, n, c->block);
-    LOWBIT_CUDA(cudaDeviceSynchronize());  // before `t` is freed
     return true;
   }
   if (const auto* l = std::get_if<LzsParams>(&params)) {
     if (cols % l->group != 0 || !split_group(l->group, &lanes, &chunks)) return false;
     const DeviceArray<float> s8 = lzs_scales_device(*l, x, rows, cols);
     launch_groups(LzsGroups{*l, s8.get(), cols / l->group}, x, y, n, l->group);
-    LOWBIT_CUDA(cudaDeviceSynchronize());  // before `s8` is freed
     return true;
   }
   return false;

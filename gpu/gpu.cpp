@@ -164,11 +164,11 @@ void fake_quant(const TensorFormat& f, std::span<const float> x, const Shape& sh
   std::copy(h.begin(), h.end(), out.begin());
 }
 
-void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape) {
+void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape, bool synchronize) {
   f.check_shape(shape);
   const RowView rv = row_view(shape);
   if (fused_fake_quant(f.params(), d_x, d_out, rv.rows, rv.cols)) {
-    LOWBIT_CUDA(cudaDeviceSynchronize());
+    if (synchronize) LOWBIT_CUDA(cudaDeviceSynchronize());
     return;
   }
   run_encode(f, d_x, shape, nullptr, d_out, nullptr);

@@ -30,8 +30,10 @@ void fake_quant(const TensorFormat& f, std::span<const float> x, const Shape& sh
 void encode_codes(const TensorFormat& f, std::span<const float> x, const Shape& shape, std::span<uint32_t> codes);
 
 // Device-memory fake quantisation (d_x, d_out: device pointers of numel(shape) floats), on the
-// default stream, synchronised: for benchmarks and the model engine.
-void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape);
+// default stream: for benchmarks and the model engine. Synchronised unless `synchronize` is false
+// (the model engine queues the next kernels behind it; the fused kernels then return without
+// waiting, the reference path still waits).
+void fake_quant_device(const TensorFormat& f, const float* d_x, float* d_out, const Shape& shape, bool synchronize = true);
 
 // Device-memory quantisation (the reference encode kernels, then packing on the device): the
 // packed "codes" section into d_packed (packed_bytes(numel, f.code_bits()) bytes, device), the

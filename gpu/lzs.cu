@@ -116,10 +116,8 @@ DeviceArray<float> lzs_scales_device(const LzsParams& p, const float* x, int64_t
       LOWBIT_CUDA_LAUNCHED("lzs_tensor_partial");
       lzs_tensor_final<<<1, 1>>>(p, partial.get(), np, s8.get());
       LOWBIT_CUDA_LAUNCHED("lzs_tensor_final");
-      LOWBIT_CUDA(cudaDeviceSynchronize());
     }
   }
-  LOWBIT_CUDA(cudaDeviceSynchronize());
   return s8;
 }
 

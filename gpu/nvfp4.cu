@@ -108,7 +108,6 @@ DeviceArray<Nvfp4Tensor> nvfp4_tensor_device(const Nvfp4Params& p, const float* 
   DeviceArray<Nvfp4Tensor> t(1);
   nvfp4_tensor_final<<<1, 1>>>(p, partial.get(), np, t.get());
   LOWBIT_CUDA_LAUNCHED("nvfp4_tensor_final");
-  LOWBIT_CUDA(cudaDeviceSynchronize());  // before `partial` is freed
   return t;
 }
 

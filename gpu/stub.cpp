@@ -20,7 +20,7 @@ PackedTensor encode(const TensorFormat&, std::span<const float>, const Shape&) {
 void decode(const TensorFormat&, const PackedTensor&, std::span<float>) { no_cuda(); }
 void fake_quant(const TensorFormat&, std::span<const float>, const Shape&, std::span<float>) { no_cuda(); }
 void encode_codes(const TensorFormat&, std::span<const float>, const Shape&, std::span<uint32_t>) { no_cuda(); }
-void fake_quant_device(const TensorFormat&, const float*, float*, const Shape&) { no_cuda(); }
+void fake_quant_device(const TensorFormat&, const float*, float*, const Shape&, bool) { no_cuda(); }
 void quantize_device(const TensorFormat&, const float*, const Shape&, uint8_t*, std::vector<std::vector<uint32_t>>*) {
   no_cuda();
 }
@@ -28,6 +28,7 @@ void quantize_device(const TensorFormat&, const float*, const Shape&, uint8_t*, 
 struct DitGpu::Impl {};
 DitGpu::DitGpu(const DitGpuWeights&) { no_cuda(); }
 DitGpu::~DitGpu() = default;
+std::string DitGpu::products() const { return "none (built without CUDA)"; }
 std::vector<float> DitGpu::forward(std::span<const float>, std::span<const float>, std::span<const int32_t>) { no_cuda(); }
 std::vector<float> DitGpu::sample(std::span<const float>, std::span<const int32_t>, std::span<const float>, float, bool,
                                   const std::function<void(float, float*)>&, const std::function<void(int64_t)>&) {

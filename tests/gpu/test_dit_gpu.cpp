@@ -64,6 +64,7 @@ TEST_F(GpuDit, FullPrecisionMatchesPyTorch) {
   for (int i = 0; i < 4; ++i) timestep_features(t[static_cast<size_t>(i)], c.frequency_size, tf.data() + i * c.frequency_size);
   auto engine = make_dit_gpu(model(), none);
   expect_within_torch_bound("forward", engine->forward(x, tf, y), f.at("forward"), f.at("forward_f64"));
+  std::printf("  products: %s\n", engine->products().c_str());
 
   // The fixture's noise, not dit_noise: sample through the engine directly.
   const std::vector<float> times = euler_times(50);
@@ -100,14 +101,19 @@ std::vector<float> ulp_perturbed(std::vector<float> x) {
 // changes by 1.4 % (W4A4 INT4 g64), 2.1 % (SVDQuant) and 0.26 % (W8A8) of its norm, against
 // 2e-7 in full precision (tests/sim/test_e2e.cpp). cuBLAS and Eigen round differently, so the
 // GPU is held to that: its difference from the CPU is at most twice the CPU's own one-ulp
-// sensitivity, for one forward and (as PSNR, 3 dB) for 20-step images.
+// sensitivity, for one forward and (as PSNR, 3 dB) for 12-step images. The recipes calibrate on
+// one image (their own plans take four: quantization quality is not what this test measures)
+// so the CPU side stays short.
 TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
   const DitConfig& c = model().config();
   const auto features = [&](float tt, float* out) { timestep_features(tt, c.frequency_size, out); };
   for (const char* name : {"w4a4_int4_g64", "svdquant_int4_r32", "w8a8_int8", "w4a4_nvfp4"}) {
-    const Recipe r = load_recipe(kRoot / "experiments/e2e/recipes" / (std::string(name) + ".json"));
+    Recipe r = load_recipe(kRoot / "experiments/e2e/recipes" / (std::string(name) + ".json"));
+    r.calibration.images = 1;
+    r.calibration.steps = {0, 6};
+    r.calibration.rows = 256;
     SamplerOptions so;
-    so.steps = 20;
+    so.steps = 12;
     const QuantizedDit q = quantize_dit(model(), r, so);
     QuantizedHook hook(q);
     const auto engine = make_dit_gpu(model(), q);
@@ -126,9 +132,9 @@ TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
     std::printf("  %-20s one forward: |gpu-cpu|/|cpu| %.3g, cpu one-ulp sensitivity %.3g\n", name, d_gc, d_ulp);
     EXPECT_LE(d_gc, 2.0 * d_ulp) << name;
 
-    const std::vector<int32_t> labels = {0, 4, 7, 11};
+    const std::vector<int32_t> labels = {4, 11};
     std::vector<float> noise;
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 2; ++i) {
       const std::vector<float> z = dit_noise(5, i, c.image_numel());
       noise.insert(noise.end(), z.begin(), z.end());
     }
@@ -136,7 +142,7 @@ TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
     const std::vector<float> cpu_ulp = sample_euler(model(), ulp_perturbed(noise), labels, so, &hook);
     const std::vector<float> gpu = engine->sample(noise, labels, euler_times(so.steps), so.cfg_scale, true, features);
     const double p_cg = psnr_db(cpu, gpu), p_cc = psnr_db(cpu, cpu_ulp);
-    std::printf("  %-20s 20-step images: GPU vs CPU PSNR %.1f dB, CPU vs one-ulp CPU %.1f dB\n", name, p_cg, p_cc);
+    std::printf("  %-20s 12-step images: GPU vs CPU PSNR %.1f dB, CPU vs one-ulp CPU %.1f dB\n", name, p_cg, p_cc);
     EXPECT_GE(p_cg, p_cc - 3.0) << name;
   }
 }
