@@ -21,7 +21,7 @@ if [ -n "${RECIPES:-}" ]; then
 else
   recipes=(experiments/e2e/recipes/*.json)
 fi
-for r in "${recipes[@]}" fp32; do
+for r in fp32 "${recipes[@]}"; do  # fp32 first: it samples (and caches) the reference images
   name=$(basename "$r" .json)
   echo "== $name"
   "$bin" evaluate --recipe "$r" --n "$n" --steps "$steps" --device "$device" --cache "out/e2e_cache" \
