@@ -8,6 +8,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "formats/error.hpp"
 #include "formats/registry.hpp"
 #include "gpu/dit_gpu.hpp"
@@ -137,7 +139,9 @@ CalibrationSet cached_calibration(const DitModel& model, const CalibrationPlan& 
   for (const auto& [name, x] : set)
     tensors.push_back(tensor_from_f32({x.rows(), x.cols()}, std::span<const float>(x.data(), static_cast<size_t>(x.size())), name));
   std::filesystem::create_directories(dir);
-  const std::filesystem::path tmp = file.string() + ".tmp";  // renamed when complete: no half-written cache
+  // Written under a name of this process, renamed when complete: no half-written cache, and two
+  // runs capturing at once each rename a whole file.
+  const std::filesystem::path tmp = file.string() + fmt::format(".tmp{}", static_cast<long>(::getpid()));
   write_safetensors(tmp, tensors, {{"content", "lowbit calibration set"}});
   std::filesystem::rename(tmp, file);
   return set;
