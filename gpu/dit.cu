@@ -241,7 +241,7 @@ void launch(K kernel, int64_t work, Args... args) {
 struct DevLayer {
   int64_t out = 0, in = 0, rank = 0;
   bool quantized = false, branch_fp16 = true;
-  DeviceArray<float> w, b, smooth;
+  DeviceArray<float> w, b, smooth, rot;
   DeviceArray<double> wd, bd, upd, downd;
   std::shared_ptr<const TensorFormat> act;
 };
@@ -273,7 +273,7 @@ struct DitGpu::Impl {
   DeviceArray<float> patch_w, patch_b, pos, ytab;
   std::vector<DevLayer> layers;
   int64_t cap = 0;  // images the workspace holds
-  DeviceArray<float> patches, h, a, qkv, att, tmp, m1, scores, otok, cond, sc, mod, tf, xs, xq;
+  DeviceArray<float> patches, h, a, qkv, att, tmp, m1, scores, otok, cond, sc, mod, tf, xs, xr, xq;
   DeviceArray<double> xd, yd, bd2;
   DeviceArray<int32_t> labels;
   int64_t max_in = 0, max_out = 0, max_rank = 0;
@@ -363,6 +363,7 @@ struct DitGpu::Impl {
     labels = DeviceArray<int32_t>(static_cast<size_t>(n));
     xs = DeviceArray<float>(static_cast<size_t>(rows * max_in));
     xq = DeviceArray<float>(static_cast<size_t>(rows * max_in));
+    xr = DeviceArray<float>(static_cast<size_t>(rows * max_in));
     xd = DeviceArray<double>(static_cast<size_t>(rows * max_in));
     yd = DeviceArray<double>(static_cast<size_t>(rows * max_out));
     bd2 = DeviceArray<double>(static_cast<size_t>(rows * std::max<int64_t>(max_rank, 1)));
@@ -407,6 +408,13 @@ struct DitGpu::Impl {
     if (l.smooth.size()) {
       launch(divide_cols, rows * l.in, x, static_cast<const float*>(l.smooth.get()), xs.get(), rows, l.in);
       xt = xs.get();
+    }
+    if (l.rot.size()) {  // X̂ = X̂·H: row-major C = A·H is column-major Cᵀ = Hᵀ·Aᵀ
+      const float one = 1.0f, zero = 0.0f;
+      const int in = static_cast<int>(l.in);
+      LOWBIT_CUBLAS(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, in, static_cast<int>(rows), in, &one, l.rot.get(), in, xt,
+                                in, &zero, xr.get(), in));
+      xt = xr.get();
     }
     const float* q = xt;
     if (l.act) {
@@ -518,6 +526,10 @@ DitGpu::DitGpu(const DitGpuWeights& w) : impl_(std::make_unique<Impl>()) {
       d.wd = upload_double(l.w);
       if (!l.b.empty()) d.bd = upload_double(l.b);
       if (!l.smooth.empty()) d.smooth = upload(l.smooth);
+      if (!l.rotation.empty()) {
+        if (static_cast<int64_t>(l.rotation.size()) != l.in * l.in) throw Error("gpu dit: layer " + l.name + ": rotation size");
+        d.rot = upload(l.rotation);
+      }
       if (l.rank > 0) {
         d.upd = upload_double(l.lr_up);
         d.downd = upload_double(l.lr_down);

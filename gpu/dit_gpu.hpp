@@ -2,7 +2,8 @@
 // sampler with the weights in device memory, cuBLAS for the products and small kernels for the
 // rest; quantized layers run as quantizers/linear.hpp's QuantizedLinear::forward does:
 //
-//   X̂ = X / smooth (per input feature)
+//   X̂ = (X / smooth)·H (per input feature; H the layer's rotation, if any, as a dense float32
+//        product: the CPU applies it as a fast transform, so X̂ agrees to float rounding)
 //   Ŷ = Qa(X̂)·Wᵀ + round16(round16(X̂)·lr_downᵀ)·lr_upᵀ + b    (products in float64, as the CPU)
 //
 // with Qa a registry format run by the GPU format kernels (gpu::fake_quant_device, the fused
@@ -27,6 +28,7 @@ struct DitGpuLayer {
   std::vector<float> b;        // out or empty
   bool quantized = false;      // false: the plain float32 product (FP32 GEMM)
   std::vector<float> smooth;   // in, divisor; empty = none
+  std::vector<float> rotation; // in × in, row-major: X̂ = (X / smooth)·H; empty = none
   std::shared_ptr<const TensorFormat> act;  // activation format; null = none
   int64_t rank = 0;
   std::vector<float> lr_up;    // out × rank

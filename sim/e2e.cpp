@@ -278,13 +278,13 @@ gpu::DitGpuWeights gpu_weights(const DitModel& model, const QuantizedDit& q) {
       l.in = model.weight(name).cols();
     } else {
       const quant::QuantizedLinear& ql = it->second;
-      if (ql.rotation) throw Error(fmt::format("{}: {}: rotations do not run on the GPU engine yet", name, ql.algorithm));
       l.quantized = true;
       l.w = flat(ql.weight);
       l.b = flat(ql.bias);
       l.out = ql.weight.rows();
       l.in = ql.weight.cols();
       l.smooth = flat(ql.smooth);
+      if (ql.rotation) l.rotation = flat(ql.rotation->matrix());
       if (ql.act && !ql.act->is_identity()) {
         try {
           l.act = make_format(ql.act->spec());

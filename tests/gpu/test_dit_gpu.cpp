@@ -107,8 +107,17 @@ std::vector<float> ulp_perturbed(std::vector<float> x) {
 TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
   const DitConfig& c = model().config();
   const auto features = [&](float tt, float* out) { timestep_features(tt, c.frequency_size, out); };
-  for (const char* name : {"w4a4_int4_g64", "svdquant_int4_r32", "w8a8_int8", "w4a4_nvfp4"}) {
-    Recipe r = load_recipe(kRoot / "experiments/e2e/recipes" / (std::string(name) + ".json"));
+  std::vector<Recipe> recipes;
+  for (const char* file : {"w4a4_int4_g64", "svdquant_int4_r32", "w8a8_int8", "w4a4_nvfp4"})
+    recipes.push_back(load_recipe(kRoot / "experiments/e2e/recipes" / (std::string(file) + ".json")));
+  // A rotation (random Hadamard, QuaRot-style) before INT4 g64 on the block linears: the GPU
+  // applies it as a dense product, the CPU as a fast transform.
+  recipes.push_back(parse_recipe(R"({"name": "w4a4_rotate", "default": {"weight": "int4:g64", "act": "int4:g64",
+      "algorithm": "rotate"}, "layers": [{"match": "t_embedder.*", "keep": "bf16"},
+      {"match": "*adaLN_modulation.*", "keep": "bf16"}, {"match": "final_layer.linear", "keep": "bf16"}]})",
+                                 "w4a4_rotate.json"));
+  for (Recipe& r : recipes) {
+    const char* name = r.name.c_str();
     r.calibration.images = 1;
     r.calibration.steps = {0, 6};
     r.calibration.rows = 256;
