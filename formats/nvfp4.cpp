@@ -38,9 +38,11 @@ namespace {
 constexpr const char* kNvfp4Accepted = "variant=te|torchao|modelopt, tensor_scale=on|off, round=rne|sr, seed=N";
 constexpr int64_t kParallelMin = 65536;
 
-// Dequantised value of every E2M1 code under one block factor.
+// Dequantised value of every E2M1 code under one block factor. The product's NaN bits are
+// spelled out (nvfp4_mul_x86: the x86 product's) rather than left to the compiler, which may
+// fold the constant negative codes as -(|e2m1| * factor) and so flip a NaN's sign.
 void block_lut(float factor, float lut[16]) {
-  for (uint32_t c = 0; c < 16; ++c) lut[c] = decode_float(fmt_desc::e2m1, c) * factor;
+  for (uint32_t c = 0; c < 16; ++c) lut[c] = nvfp4_mul_x86(decode_float(fmt_desc::e2m1, c), factor);
 }
 
 // Block amax: nvfp4_block_amax_bits (formats/nvfp4_rules.hpp, shared with the CUDA kernels).
