@@ -32,6 +32,12 @@ one() {  # recipe -> $out/NAME/metrics.json, compare.png
 one fp32  # first: it samples (and caches) the reference images
 # JOBS > 1 runs that many recipes at once (one's CPU work — calibration, quantization, metrics —
 # overlaps another's GPU sampling); their s/image then include the contention.
+# Each job gets its share of the cores: OpenMP threads spinning on oversubscribed cores slowed a
+# 2-job run on a 16-core machine several-fold.
+if [ "${JOBS:-1}" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
+  OMP_NUM_THREADS=$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))
+  export OMP_NUM_THREADS
+fi
 status=$(mktemp -d)
 for r in "${recipes[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "${JOBS:-1}" ]; do sleep 1; done
