@@ -22,6 +22,7 @@ def main(out):
             recipe=name, n=j["n"], steps=j["steps"], weight_bits=round(j["weight_bits"], 2), act_bits=round(j["act_bits"], 2),
             fid_vs_fp=round(m["fid_vs_fp"]["value"], 2), fid_vs_fp_lo=round(m["fid_vs_fp"]["lo"], 2),
             fid_vs_fp_hi=round(m["fid_vs_fp"]["hi"], 2), fid_vs_real=round(m["fid_vs_real"]["value"], 1),
+            fid_vs_real_lo=round(m["fid_vs_real"]["lo"], 1), fid_vs_real_hi=round(m["fid_vs_real"]["hi"], 1),
             fid_fp_vs_real=round(m["fid_fp_vs_real"], 1), psnr_db=round(m["psnr_db"]["value"], 2),
             psnr_lo=round(m["psnr_db"]["lo"], 2), psnr_hi=round(m["psnr_db"]["hi"], 2), ssim=round(m["ssim"]["value"], 4),
             ssim_lo=round(m["ssim"]["lo"], 4), ssim_hi=round(m["ssim"]["hi"], 4),
