@@ -169,17 +169,35 @@ QuantizedDit quantize_dit(const DitModel& model, const Recipe& recipe, const Sam
   q.calibration_seconds = seconds_since(t0);
   if (log && q.calibration_cached) log(fmt::format("  calibration set read from {}", calibration_cache.string()));
   const auto t1 = std::chrono::steady_clock::now();
-  for (const auto& name : model.linear_names()) {
+  const std::vector<std::string>& names = model.linear_names();
+  for (const auto& name : names)
+    if (!calib.contains(name)) throw Error(fmt::format("calibration captured nothing for '{}'", name));
+  // The layers are independent (an algorithm's randomness comes from the recipe's seed and the
+  // layer alone), so they are quantized in parallel, one layer per thread, then accounted and
+  // logged in order. Which thread takes a layer does not matter; how many threads there are
+  // does, in the last bits (Eigen sizes its product blocking by the thread count), as it did
+  // for the serial loop's multithreaded products.
+  const int64_t nl = static_cast<int64_t>(names.size());
+  std::vector<quant::QuantizedLinear> done(names.size());
+  std::vector<std::string> errors(names.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < nl; ++i) {
+    const std::string& name = names[static_cast<size_t>(i)];
+    const LayerPlan& plan = q.plans.at(name);
+    try {
+      done[static_cast<size_t>(i)] =
+          quantize_layer(plan, calib.find(name)->second, model.weight(name), model.bias(name), recipe.seed);
+    } catch (const std::exception& e) {
+      errors[static_cast<size_t>(i)] = fmt::format("{}: {} (recipe {}, {})", name, e.what(), recipe.name, plan.rule);
+    }
+  }
+  for (const std::string& e : errors)
+    if (!e.empty()) throw Error(e);
+  for (int64_t i = 0; i < nl; ++i) {
+    const std::string& name = names[static_cast<size_t>(i)];
     const LayerPlan& plan = q.plans.at(name);
     const MatrixF& w = model.weight(name);
-    const auto it = calib.find(name);
-    if (it == calib.end()) throw Error(fmt::format("calibration captured nothing for '{}'", name));
-    quant::QuantizedLinear l;
-    try {
-      l = quantize_layer(plan, it->second, w, model.bias(name), recipe.seed);
-    } catch (const Error& e) {
-      throw Error(fmt::format("{}: {} (recipe {}, {})", name, e.what(), recipe.name, plan.rule));
-    }
+    quant::QuantizedLinear& l = done[static_cast<size_t>(i)];
     const bool per_image = name.starts_with("t_embedder") || name.find("adaLN") != std::string::npos;
     const double act_elems = static_cast<double>(w.cols()) * static_cast<double>(per_image ? 1 : c.tokens());
     wb += l.weight_bits_per_element() * static_cast<double>(w.size());

@@ -97,6 +97,38 @@ TEST(E2e, CalibrationCacheReturnsTheCapturedSetAndRejectsAnIncompleteFile) {
   std::filesystem::remove_all(dir);
 }
 
+// quantize_dit quantizes the layers in parallel (dynamically scheduled): two runs give the same
+// layers bit for bit, whichever thread took which layer.
+TEST(E2e, ParallelQuantizationIsDeterministic) {
+  SamplerOptions s;
+  s.steps = 2;
+  const Recipe r = parse_recipe(R"({"default": {}, "layers": [{"match": "blocks.0.*", "weight": "int4:g64",
+      "act": "int4:g64", "algorithm": "svdquant:rank=16"}], "calibration": {"images": 1, "steps": [0, 1], "rows": 64}})",
+                                "r.json");
+  const QuantizedDit a = quantize_dit(model(), r, s);
+  const QuantizedDit b = quantize_dit(model(), r, s);
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  EXPECT_EQ(a.layers.at("blocks.0.mlp.fc1").rank(), 16);
+  for (const auto& [name, l] : a.layers) {
+    const quant::QuantizedLinear& m = b.layers.at(name);
+    EXPECT_EQ(l.weight, m.weight) << name;
+    EXPECT_EQ(l.smooth, m.smooth) << name;
+    EXPECT_EQ(l.lr_up, m.lr_up) << name;
+    EXPECT_EQ(l.lr_down, m.lr_down) << name;
+    EXPECT_EQ(l.info, m.info) << name;
+  }
+  // A failing layer is an error naming it, not a crash inside the parallel loop.
+  const Recipe bad = parse_recipe(R"({"default": {}, "layers": [{"match": "final_layer.linear", "weight": "int4:g64",
+      "act": "int4:g64", "algorithm": "svdquant:rank=16"}], "calibration": {"images": 1, "steps": [0], "rows": 16}})",
+                                  "bad.json");
+  try {
+    quantize_dit(model(), bad, s);
+    ADD_FAILURE() << "rank 16 on a 12-output layer was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("final_layer.linear"), std::string::npos) << e.what();
+  }
+}
+
 TEST(E2e, BitsAndHookOfAQuantizedModel) {
   SamplerOptions s;
   s.steps = 2;
