@@ -5,8 +5,9 @@
 //             recipe's quantized layers; writes OUT/samples.npz (images, labels), OUT/grid.png
 //             and OUT/run.json
 //   evaluate  the same, plus the full-precision images from the same noise and labels (cached
-//             under --cache when given, as are the calibration sets of both commands) and the metrics: FID vs full precision and vs real crops
-//             (bootstrap CIs), PSNR and SSIM vs full precision, bits per weight / activation,
+//             under --cache when given, as are the calibration sets of both commands) and the
+//             metrics: FID vs full precision and vs real crops (bootstrap CIs), PSNR and SSIM vs
+//             full precision, bits per weight / activation,
 //             wall times; writes OUT/metrics.json, OUT/compare.png (full precision above the
 //             recipe's images) and OUT/samples.npz
 #include <fmt/format.h>

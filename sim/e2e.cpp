@@ -69,13 +69,19 @@ class CaptureHook : public LinearHook {
   std::map<std::string, std::vector<MatrixF>> parts_;
 };
 
+// The plan's step indices that a run of sampler.steps steps reaches.
+std::vector<int64_t> steps_within(const CalibrationPlan& plan, const SamplerOptions& sampler) {
+  std::vector<int64_t> used;
+  for (const int64_t s : plan.steps)
+    if (s < sampler.steps) used.push_back(s);
+  return used;
+}
+
 }  // namespace
 
 CalibrationSet capture_calibration(const DitModel& model, const CalibrationPlan& plan, const SamplerOptions& sampler,
                                    const std::function<void(int64_t, int64_t)>& progress) {
-  std::vector<int64_t> steps;
-  for (const int64_t s : plan.steps)
-    if (s < sampler.steps) steps.push_back(s);
+  const std::vector<int64_t> steps = steps_within(plan, sampler);
   if (steps.empty())
     throw Error(fmt::format("calibration: every step index ({}) is beyond the sampler's {} steps",
                             fmt::join(plan.steps, ", "), sampler.steps));
@@ -112,9 +118,7 @@ CalibrationSet cached_calibration(const DitModel& model, const CalibrationPlan& 
                                   const std::filesystem::path& dir, bool* cached) {
   if (cached) *cached = false;
   if (dir.empty()) return capture_calibration(model, plan, sampler);
-  std::vector<int64_t> used;
-  for (const int64_t s : plan.steps)
-    if (s < sampler.steps) used.push_back(s);
+  const std::vector<int64_t> used = steps_within(plan, sampler);
   const std::filesystem::path file =
       dir / fmt::format("calib_images{}_seed{}_steps{}_rows{}_of{}_cfg{}.safetensors", plan.images, plan.seed,
                         fmt::join(used, "-"), plan.rows, sampler.steps, sampler.cfg_scale);
