@@ -105,7 +105,9 @@ Generated generate_images_gpu(const DitModel& model, const QuantizedDit& q, cons
 // Metrics of generated images against the full-precision ones (same noise and labels) and
 // real-crop statistics: FID vs full precision and vs real with bootstrap intervals, PSNR and SSIM
 // (per image vs full precision, mean with bootstrap intervals), and FID of the full-precision
-// images vs real for reference. featnet_dir: models/featnet (weights + real_stats.safetensors).
+// images vs real for reference; as diagnostics, the mean part of FID vs full precision
+// (|mu - mu_fp|^2, "fid_vs_fp_mean_part") and the mean pixel shift per channel
+// ("pixel_mean_shift", images minus reference, in the images' [-1, 1] scale). featnet_dir: models/featnet (weights + real_stats.safetensors).
 nlohmann::json image_metrics_json(const std::vector<float>& images, const std::vector<float>& reference,
                                   const DitConfig& config, const std::filesystem::path& featnet_dir,
                                   int64_t bootstrap_replicates, uint64_t seed);

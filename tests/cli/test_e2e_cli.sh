@@ -44,6 +44,7 @@ m = json.load(open(sys.argv[1]))["metrics"]
 # 3 images: a rank-2 covariance in 128 dimensions, so rounding in tr sqrt(Σ Σ) stays visible
 assert abs(m["fid_vs_fp"]["value"]) < 0.05, m["fid_vs_fp"]
 assert m["psnr_db"]["value"] == 100.0 and m["ssim"]["value"] == 1.0, m
+assert m["fid_vs_fp_mean_part"] == 0 and m["pixel_mean_shift"] == [0, 0, 0], m
 PY
 else
   fail "evaluate fp32 ($(head -c 300 "$tmp/fp.log"))"
@@ -56,6 +57,8 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 m = j["metrics"]
 assert m["fid_vs_fp"]["value"] > 0.1, m["fid_vs_fp"]
+assert 0 <= m["fid_vs_fp_mean_part"] <= m["fid_vs_fp"]["value"] * (1 + 1e-9), m["fid_vs_fp_mean_part"]
+assert len(m["pixel_mean_shift"]) == 3 and all(0 < abs(v) < 0.1 for v in m["pixel_mean_shift"]), m["pixel_mean_shift"]
 assert 10 < m["psnr_db"]["value"] < 60, m["psnr_db"]
 assert 0 < m["ssim"]["value"] < 0.999, m["ssim"]
 assert j["layers"]["blocks.3.mlp.fc2"]["weight"] == "int4:g64"

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "formats/error.hpp"
 #include "sim/e2e.hpp"
@@ -99,6 +100,37 @@ TEST(E2e, CalibrationCacheReturnsTheCapturedSetAndRejectsAnIncompleteFile) {
 
 // quantize_dit quantizes the layers in parallel (dynamically scheduled): two runs give the same
 // layers bit for bit, whichever thread took which layer.
+// Every recipe of the experiment quantizes every layer it plans: each distinct plan runs once on
+// the layer with the fewest rows and columns it covers (an algorithm option outside its range, a
+// rank too large for a layer or a spec typo fails here instead of minutes into a GPU run).
+TEST(E2e, EveryExperimentRecipeQuantizesEachOfItsPlans) {
+  const auto dir = std::filesystem::path(LOWBIT_SOURCE_DIR) / "experiments/e2e/recipes";
+  int recipes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".json") continue;
+    ++recipes;
+    const Recipe r = load_recipe(entry.path());
+    std::map<std::string, std::string> smallest;  // plan -> layer
+    for (const auto& name : model().linear_names()) {
+      const LayerPlan p = r.plan_for(name);
+      const std::string key = p.weight + "|" + p.act + "|" + p.algorithm;
+      auto dims = [&](const std::string& l) { return std::min(model().weight(l).rows(), model().weight(l).cols()); };
+      auto it = smallest.find(key);
+      if (it == smallest.end() || dims(name) < dims(it->second)) smallest[key] = name;
+    }
+    for (const auto& [key, layer] : smallest) {
+      const quant::MatrixF& w = model().weight(layer);
+      quant::MatrixF x = quant::MatrixF::Random(48, w.cols());
+      try {
+        quantize_layer(r.plan_for(layer), x, w, model().bias(layer), r.seed);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << entry.path().filename() << ": " << key << " on " << layer << ": " << e.what();
+      }
+    }
+  }
+  EXPECT_GE(recipes, 11);
+}
+
 TEST(E2e, ParallelQuantizationIsDeterministic) {
   SamplerOptions s;
   s.steps = 2;
