@@ -113,6 +113,7 @@ nlohmann::json run_json(const E2eArgs& a, const Setup& s, const QuantizedDit& q)
   j["steps"] = s.gen.sampler.steps;
   j["cfg_scale"] = s.gen.sampler.cfg_scale;
   j["seed"] = a.seed;
+  j["products"] = s.recipe.float32_products ? "float32" : "float64";  // of the quantized layers
   j["weight_bits"] = q.weight_bits;
   j["act_bits"] = q.act_bits;
   j["calibration_seconds"] = q.calibration_seconds;

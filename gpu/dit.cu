@@ -198,6 +198,12 @@ __global__ void round_branch(double* __restrict d, int64_t count, bool fp16) {
   }
 }
 
+// y = fp16-rounded x, in float (the low-rank branch of a float32-products layer).
+__global__ void round_fp16_float(const float* x, float* y, int64_t count) {  // may run in place
+  constexpr FloatFormat kFp16 = fmt_desc::fp16;
+  for (int64_t i = thread_index(); i < count; i += thread_stride()) y[i] = round_to_float(kFp16, x[i]);
+}
+
 // What follows a quantized layer's product, fused into its conversion to float.
 enum class After : uint8_t { Store, Gelu, GatedAdd };
 
@@ -240,8 +246,8 @@ void launch(K kernel, int64_t work, Args... args) {
 
 struct DevLayer {
   int64_t out = 0, in = 0, rank = 0;
-  bool quantized = false, branch_fp16 = true;
-  DeviceArray<float> w, b, smooth, rot;
+  bool quantized = false, branch_fp16 = true, f32 = false;  // f32: float32 products (plain layers always)
+  DeviceArray<float> w, b, smooth, rot, up, down;  // w, b: plain and float32-products layers
   DeviceArray<double> wd, bd, upd, downd;
   std::shared_ptr<const TensorFormat> act;
 };
@@ -273,10 +279,11 @@ struct DitGpu::Impl {
   DeviceArray<float> patch_w, patch_b, pos, ytab;
   std::vector<DevLayer> layers;
   int64_t cap = 0;  // images the workspace holds
-  DeviceArray<float> patches, h, a, qkv, att, tmp, m1, scores, otok, cond, sc, mod, tf, xs, xr, xq;
+  DeviceArray<float> patches, h, a, qkv, att, tmp, m1, scores, otok, cond, sc, mod, tf, xs, xr, xq, xb, bf;
   DeviceArray<double> xd, yd, bd2;
   DeviceArray<int32_t> labels;
   int64_t max_in = 0, max_out = 0, max_rank = 0;
+  bool any_f64 = false, any_f32 = false;  // quantized layers with float64 / float32 products
 
   ~Impl() {
     for (auto& [k, g] : lt_plans) g.release();
@@ -364,6 +371,10 @@ struct DitGpu::Impl {
     xs = DeviceArray<float>(static_cast<size_t>(rows * max_in));
     xq = DeviceArray<float>(static_cast<size_t>(rows * max_in));
     xr = DeviceArray<float>(static_cast<size_t>(rows * max_in));
+    if (any_f32 && max_rank > 0) {
+      xb = DeviceArray<float>(static_cast<size_t>(rows * max_in));
+      bf = DeviceArray<float>(static_cast<size_t>(rows * max_rank));
+    }
     xd = DeviceArray<double>(static_cast<size_t>(rows * max_in));
     yd = DeviceArray<double>(static_cast<size_t>(rows * max_out));
     bd2 = DeviceArray<double>(static_cast<size_t>(rows * std::max<int64_t>(max_rank, 1)));
@@ -374,8 +385,8 @@ struct DitGpu::Impl {
 
   // Row-major C (M×N) = A (M×K, row stride lda) · Bᵀ (B: N×K, row stride ldb).
   void sgemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t M, int64_t N,
-                int64_t K, float alpha = 1.0f) {
-    const float beta = 0.0f;
+                int64_t K, float beta = 0.0f) {
+    const float alpha = 1.0f;
     LOWBIT_CUBLAS(cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
                               static_cast<int>(K), &alpha, B, static_cast<int>(ldb), A, static_cast<int>(lda), &beta, C,
                               static_cast<int>(ldc)));
@@ -394,14 +405,28 @@ struct DitGpu::Impl {
     DevLayer& l = layers[static_cast<size_t>(idx)];
     const float beta = gelu_beta();
     const int64_t T = tokens(), mod_cols = 6 * dims.hidden;
-    if (!l.quantized) {
+    // Float32 products: dst = x·Wᵀ + b (+ the branch), then `after` as a separate kernel.
+    auto float_product = [&](const float* xin, const float* xt) {
       float* dst = after == After::GatedAdd ? tmp.get() : y;
-      sgemm_bias(x, l.w.get(), l.b.get(), dst, rows, l.out, l.in);
+      sgemm_bias(xin, l.w.get(), l.b.get(), dst, rows, l.out, l.in);
+      if (l.rank > 0) {  // dst += round16(round16(X̂)·lr_downᵀ)·lr_upᵀ
+        const float* xbr = xt;
+        if (l.branch_fp16) {
+          launch(round_fp16_float, rows * l.in, xt, xb.get(), rows * l.in);
+          xbr = xb.get();
+        }
+        sgemm_nt(xbr, l.in, l.down.get(), l.in, bf.get(), l.rank, rows, l.rank, l.in);
+        if (l.branch_fp16) launch(round_fp16_float, rows * l.rank, static_cast<const float*>(bf.get()), bf.get(), rows * l.rank);
+        sgemm_nt(bf.get(), l.rank, l.up.get(), l.rank, dst, l.out, rows, l.out, l.rank, 1.0f);
+      }
       if (after == After::Gelu)
         launch(gelu_tanh_kernel, rows * l.out / 4, reinterpret_cast<float4*>(y), rows * l.out / 4, beta);
       else if (after == After::GatedAdd)
         gated_add_kernel<<<static_cast<unsigned>(rows), kThreads>>>(y, dst, mod.get(), l.out, T, mod_cols, gate_col);
       LOWBIT_CUDA_LAUNCHED("dit linear epilogue");
+    };
+    if (!l.quantized) {
+      float_product(x, x);
       return;
     }
     const float* xt = x;
@@ -420,6 +445,10 @@ struct DitGpu::Impl {
     if (l.act) {
       fake_quant_device(*l.act, xt, xq.get(), Shape{rows, l.in}, /*synchronize=*/false);
       q = xq.get();
+    }
+    if (l.f32) {
+      float_product(q, xt);
+      return;
     }
     const int64_t n4 = rows * l.in / 4;
     launch(to_double, n4, reinterpret_cast<const float4*>(q), reinterpret_cast<double2*>(xd.get()), n4, false);
@@ -514,23 +543,31 @@ DitGpu::DitGpu(const DitGpuWeights& w) : impl_(std::make_unique<Impl>()) {
     d.quantized = l.quantized;
     d.rank = l.rank;
     d.branch_fp16 = l.branch_fp16;
+    d.f32 = l.quantized && l.float32_products;
     d.act = l.act;
     if (static_cast<int64_t>(l.w.size()) != l.out * l.in) throw Error("gpu dit: layer " + l.name + ": weight size");
     if (l.in % 4 != 0 || l.out % 4 != 0)  // the conversion and GELU kernels move 4 floats at a time
       throw Error("gpu dit: layer " + l.name + ": " + std::to_string(l.out) + " × " + std::to_string(l.in) +
                   " (the GPU engine needs multiples of 4)");
-    if (!l.quantized) {
+    if (!l.quantized || d.f32) {
       d.w = upload(l.w);
       d.b = upload(l.b.empty() ? std::vector<float>(static_cast<size_t>(l.out), 0.0f) : l.b);
-    } else {
-      d.wd = upload_double(l.w);
-      if (!l.b.empty()) d.bd = upload_double(l.b);
+    }
+    if (l.quantized) {
+      (d.f32 ? m.any_f32 : m.any_f64) = true;
+      if (!d.f32) {
+        d.wd = upload_double(l.w);
+        if (!l.b.empty()) d.bd = upload_double(l.b);
+      }
       if (!l.smooth.empty()) d.smooth = upload(l.smooth);
       if (!l.rotation.empty()) {
         if (static_cast<int64_t>(l.rotation.size()) != l.in * l.in) throw Error("gpu dit: layer " + l.name + ": rotation size");
         d.rot = upload(l.rotation);
       }
-      if (l.rank > 0) {
+      if (l.rank > 0 && d.f32) {
+        d.up = upload(l.lr_up);
+        d.down = upload(l.lr_down);
+      } else if (l.rank > 0) {
         d.upd = upload_double(l.lr_up);
         d.downd = upload_double(l.lr_down);
       }
@@ -548,7 +585,9 @@ std::string DitGpu::products() const {
   const Impl& m = *impl_;
   std::string plain = m.lt_compute.empty() ? "cuBLAS SGEMM (pedantic) + bias kernel"
                                            : "cuBLASLt CUBLAS_COMPUTE_" + m.lt_compute + " with bias epilogue";
-  return "plain layers: " + plain + "; quantized layers: cuBLAS DGEMM";
+  std::string quantized = m.any_f64 ? "cuBLAS DGEMM" : "";
+  if (m.any_f32) quantized += (quantized.empty() ? "" : " / ") + std::string("float32 as the plain layers (recipe products float32)");
+  return "plain layers: " + plain + "; quantized layers: " + (quantized.empty() ? "none" : quantized);
 }
 
 std::vector<float> DitGpu::forward(std::span<const float> x, std::span<const float> tfreq, std::span<const int32_t> y) {

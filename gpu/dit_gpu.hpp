@@ -4,7 +4,8 @@
 //
 //   X̂ = (X / smooth)·H (per input feature; H the layer's rotation, if any, as a dense float32
 //        product: the CPU applies it as a fast transform, so X̂ agrees to float rounding)
-//   Ŷ = Qa(X̂)·Wᵀ + round16(round16(X̂)·lr_downᵀ)·lr_upᵀ + b    (products in float64, as the CPU)
+//   Ŷ = Qa(X̂)·Wᵀ + round16(round16(X̂)·lr_downᵀ)·lr_upᵀ + b    (products in float64, as the CPU;
+//        with float32_products, float32 GEMMs as the CPU's float32 path, the bias in the epilogue)
 //
 // with Qa a registry format run by the GPU format kernels (gpu::fake_quant_device, the fused
 // kernels), so the activation codes equal the CPU's for the same input. Host-side API without
@@ -34,6 +35,7 @@ struct DitGpuLayer {
   std::vector<float> lr_up;    // out × rank
   std::vector<float> lr_down;  // rank × in
   bool branch_fp16 = true;
+  bool float32_products = false;  // products as float32 GEMMs (cuBLASLt, bias epilogue), not float64
 };
 
 struct DitGpuWeights {

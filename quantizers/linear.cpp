@@ -30,6 +30,17 @@ MatrixF QuantizedLinear::forward(const MatrixF& x) const {
                             x.cols(), weight.cols()));
   const MatrixF xt = transform(x);
   const MatrixF xq = (act && !act->is_identity()) ? act->quantize(xt) : xt;
+  if (float32_products) {
+    MatrixF y = xq * weight.transpose();
+    if (rank() > 0) {
+      const MatrixF xb = branch_fp16 ? round_fp16(xt) : xt;
+      MatrixF down = xb * lr_down.transpose();
+      if (branch_fp16) down = round_fp16(down);
+      y += down * lr_up.transpose();
+    }
+    if (bias.size() != 0) y.rowwise() += bias.transpose();
+    return y;
+  }
   MatrixD y = xq.cast<double>() * weight.cast<double>().transpose();
   if (rank() > 0) {
     const MatrixF xb = branch_fp16 ? round_fp16(xt) : xt;

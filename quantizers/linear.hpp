@@ -5,7 +5,7 @@
 // weight-side and activation-side quantizers) into one QuantizedLinear:
 //
 //     X̂ = (X · diag(smooth)⁻¹) · H                         input transform (each part optional)
-//     Ŷ = Qa(X̂) · weightᵀ + round16(X̂) · lr_downᵀ · lr_upᵀ + bias
+//     Ŷ = Qa(X̂) · weightᵀ + round16(round16(X̂) · lr_downᵀ) · lr_upᵀ + bias
 //
 // `weight` is the already fake-quantized (transformed) weight or SVDQuant residual Q(R);
 // lr_up (n × r) · lr_down (r × m) is the 16-bit low-rank branch (SVDQuant L1·L2 with
@@ -37,6 +37,11 @@ struct QuantizedLinear {
   MatrixF lr_down;          // r × m
   VectorF bias;             // size n or empty
   bool branch_fp16 = true;  // round the branch's input and factors to fp16 ("kept in 16 bit")
+  // Products of forward(): false (default) = float64 accumulation, one rounding to float at the
+  // end (the reference; what the algorithms' searches use); true = float32 GEMMs, as a
+  // float32-accumulating GPU kernel would run them (sum order unspecified, so results agree
+  // with the float64 path to float rounding, not bit for bit).
+  bool float32_products = false;
   double weight_bits = 32;  // bits/element of the quantized weight part (scales included)
   double act_bits = 32;     // bits/element of the quantized activations (scales included)
   nlohmann::json info = nlohmann::json::object();  // what the algorithm chose (α, rank, iterations, ...)

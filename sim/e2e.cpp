@@ -210,6 +210,7 @@ QuantizedDit quantize_dit(const DitModel& model, const Recipe& recipe, const Sam
     an += act_elems;
     if (log) log(fmt::format("  {:<32} {:<10} W {:<24} A {:<24} {:.2f} / {:.2f} bits", name, plan.algorithm, plan.weight,
                              plan.act, l.weight_bits_per_element(), l.act_bits));
+    l.float32_products = recipe.float32_products;
     q.layers.emplace(name, std::move(l));
   }
   q.weight_bits = wb / wn;
@@ -319,6 +320,7 @@ gpu::DitGpuWeights gpu_weights(const DitModel& model, const QuantizedDit& q) {
       l.lr_up = flat(ql.lr_up);
       l.lr_down = flat(ql.lr_down);
       l.branch_fp16 = ql.branch_fp16;
+      l.float32_products = ql.float32_products;
     }
     w.layers.push_back(std::move(l));
   }

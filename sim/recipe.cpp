@@ -25,7 +25,7 @@ class RecipeParser : private JsonFields {
 
   Recipe parse(const Json& root) {
     if (!root.is_object()) throw Error(label() + ": expected a JSON object at the top level");
-    check_keys(root, "", {"name", "description", "seed", "default", "layers", "calibration"});
+    check_keys(root, "", {"name", "description", "seed", "products", "default", "layers", "calibration"});
     Recipe r;
     r.name = root.contains("name") ? string(root["name"], "name") : std::filesystem::path(label()).stem().string();
     for (const char c : r.name)
@@ -36,6 +36,11 @@ class RecipeParser : private JsonFields {
       r.description = root["description"].get<std::string>();
     }
     if (root.contains("seed")) r.seed = static_cast<uint64_t>(integer(root["seed"], "seed", 0, INT64_MAX, "a non-negative integer"));
+    if (root.contains("products")) {
+      const std::string p = string(root["products"], "products");
+      if (p != "float64" && p != "float32") fail("products", fmt::format("'{}': expected float64 or float32", p));
+      r.float32_products = p == "float32";
+    }
     if (!root.contains("default")) fail("default", "missing (the plan of layers no rule matches)");
     LayerPlan base;
     r.defaults = plan(root["default"], "default", base, false);

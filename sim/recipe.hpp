@@ -5,6 +5,7 @@
 //     "name": "w4a4-svdquant",
 //     "description": "free text",
 //     "seed": 0,
+//     "products": "float64",
 //     "default": {"weight": "int4:g64", "act": "int4:g64", "algorithm": "rtn"},
 //     "layers": [
 //       {"match": "t_embedder.*", "keep": "bf16"},
@@ -22,6 +23,8 @@
 // "none"); algorithms are quantizers/linear.hpp's registry. Calibration: activations of every
 // linear captured while the full-precision model samples `images` images (labels and noise from
 // `seed`) at the listed Euler step indices, `rows` token rows per layer kept (evenly spaced).
+// "products" (float64 | float32, default float64): how quantized layers multiply while sampling
+// (quant::QuantizedLinear::float32_products); quantization itself does not depend on it.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -52,6 +55,7 @@ struct Recipe {
   std::string name;
   std::string description;
   uint64_t seed = 0;  // LinearProblem::seed of every layer
+  bool float32_products = false;  // "products": "float32"
   LayerPlan defaults;
   std::vector<std::pair<std::string, LayerPlan>> rules;  // (glob, resolved plan), in file order
   CalibrationPlan calibration;

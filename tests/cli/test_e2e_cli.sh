@@ -35,6 +35,7 @@ assert open(d + "/grid.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 j = json.load(open(d + "/run.json"))
 assert j["steps"] == 2 and j["n"] == 3 and len(j["layers"]) == 44, j.keys()
 assert abs(j["weight_bits"] - 8.54) < 0.1, j["weight_bits"]
+assert j["products"] == "float64", j["products"]
 PY
 
 if "$bin" evaluate --recipe fp32 "${common[@]}" --bootstrap 50 --out "$tmp/fp" >"$tmp/fp.log" 2>&1; then

@@ -103,7 +103,8 @@ std::vector<float> ulp_perturbed(std::vector<float> x) {
 // GPU is held to that: its difference from the CPU is at most twice the CPU's own one-ulp
 // sensitivity, for one forward and (as PSNR, 3 dB) for 12-step images. The recipes calibrate on
 // one image (their own plans take four: quantization quality is not what this test measures)
-// so the CPU side stays short.
+// so the CPU side stays short. SVDQuant runs a second time with float32 products
+// (QuantizedLinear::float32_products, the recipe's "products": "float32") on both engines.
 TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
   const DitConfig& c = model().config();
   const auto features = [&](float tt, float* out) { timestep_features(tt, c.frequency_size, out); };
@@ -120,14 +121,9 @@ TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
       "algorithm": "rotate"}, "layers": [{"match": "t_embedder.*", "keep": "bf16"},
       {"match": "*adaLN_modulation.*", "keep": "bf16"}, {"match": "final_layer.linear", "keep": "bf16"}]})",
                                  "w4a4_rotate.json"));
-  for (Recipe& r : recipes) {
-    const char* name = r.name.c_str();
-    r.calibration.images = 1;
-    r.calibration.steps = {0, 6};
-    r.calibration.rows = 256;
-    SamplerOptions so;
-    so.steps = 12;
-    const QuantizedDit q = quantize_dit(model(), r, so);
+  SamplerOptions so;
+  so.steps = 12;
+  auto check = [&](const char* name, const QuantizedDit& q) {
     QuantizedHook hook(q);
     const auto engine = make_dit_gpu(model(), q);
 
@@ -143,6 +139,7 @@ TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
     const std::vector<float> v_gpu = engine->forward(x, tf, y);
     const double d_gc = rel(v_gpu, v_cpu), d_ulp = rel(v_ulp, v_cpu);
     std::printf("  %-20s one forward: |gpu-cpu|/|cpu| %.3g, cpu one-ulp sensitivity %.3g\n", name, d_gc, d_ulp);
+    if (std::string_view(name).ends_with("_f32")) std::printf("  %-20s %s\n", name, engine->products().c_str());
     std::fflush(stdout);  // a run cut off by a time limit keeps what it measured
     EXPECT_LE(d_gc, 2.0 * d_ulp) << name;
 
@@ -159,6 +156,18 @@ TEST_F(GpuDit, QuantizedRecipesAgreeWithTheCpuWithinItsOwnSensitivity) {
     std::printf("  %-20s 12-step images: GPU vs CPU PSNR %.1f dB, CPU vs one-ulp CPU %.1f dB\n", name, p_cg, p_cc);
     std::fflush(stdout);
     EXPECT_GE(p_cg, p_cc - 3.0) << name;
+  };
+  for (Recipe& r : recipes) {
+    r.calibration.images = 1;
+    r.calibration.steps = {0, 6};
+    r.calibration.rows = 256;
+    const QuantizedDit q = quantize_dit(model(), r, so);
+    check(r.name.c_str(), q);
+    if (r.name == "svdquant_r32_a0.5") {  // "products": "float32" on both sides (main product and branch)
+      QuantizedDit q32 = q;
+      for (auto& [layer, l] : q32.layers) l.float32_products = true;
+      check("svdquant_r32_a0.5_f32", q32);
+    }
   }
 }
 

@@ -1,6 +1,8 @@
 // QuantizedLinear and the RTN baseline on hand-computable cases.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "formats/error.hpp"
 #include "quantizers/linear.hpp"
 
@@ -41,6 +43,39 @@ TEST(Linear, RtnQuantizesBothSidesWithTheFormat) {
   EXPECT_EQ(sq_diff(q.forward(p.x), want), 0.0);
   EXPECT_GT(calibration_error(p, q), 0.0);
   EXPECT_DOUBLE_EQ(q.weight_bits, 4.0 + 32.0 / 8);  // int4 codes + one fp32 scale per 8
+}
+
+// float32_products: the same layer with float32 GEMMs. Each output differs from the float64
+// path by at most the float32 accumulation error (K + r + 2)·2⁻²⁴ of its magnitudes, plus one fp16
+// step of the branch's rounded product (float vs double before the fp16 rounding can land on
+// either side of a rounding boundary), plus the final rounding.
+TEST(Linear, Float32ProductsAgreeWithFloat64ToFloatRounding) {
+  const int64_t b = 64, m = 256, n = 128, r = 8;
+  MatrixF x = ramp(b, m, 0.01f), w = ramp(n, m, 0.02f);
+  for (int64_t i = 0; i < x.size(); ++i) x.data()[i] += 0.003f * static_cast<float>(std::sin(0.37 * static_cast<double>(i)));
+  for (int64_t i = 0; i < w.size(); ++i) w.data()[i] *= 1.0f + 0.5f * static_cast<float>(std::cos(0.11 * static_cast<double>(i)));
+  VectorF bias = ramp(1, n, 0.05f).row(0).transpose();
+  LinearProblem p{x, w, bias, make_quantizer("int4:g64"), make_quantizer("int4:g64")};
+  QuantizedLinear q = quantize_linear("svdquant:rank=8:smooth=0.5", p);
+  ASSERT_EQ(q.rank(), r);
+  const MatrixF y64 = q.forward(x);
+  q.float32_products = true;
+  const MatrixF y32 = q.forward(x);
+  const MatrixF xt = q.transform(x);
+  const MatrixD a = q.act->quantize(xt).cast<double>().cwiseAbs() * q.weight.cast<double>().cwiseAbs().transpose();
+  const MatrixD down = round_fp16(xt).cast<double>() * q.lr_down.cast<double>().transpose();
+  const MatrixD br = down.cwiseAbs() * q.lr_up.cast<double>().cwiseAbs().transpose();
+  const double u = std::ldexp(1.0, -24);
+  int differ = 0;
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const double d = std::fabs(static_cast<double>(y32(i, j)) - y64(i, j));
+      const double bound = static_cast<double>(m + r + 2) * u * (a(i, j) + br(i, j) + std::fabs(bias(j))) +
+                           std::ldexp(1.0, -10) * br(i, j) + u * std::fabs(static_cast<double>(y64(i, j)));
+      EXPECT_LE(d, bound) << i << "," << j;
+      differ += d > 0;
+    }
+  EXPECT_GT(differ, 0);  // the float32 path is a different computation
 }
 
 TEST(Linear, LowRankBranchBitsAreCounted) {

@@ -174,6 +174,13 @@ TEST(E2e, BitsAndHookOfAQuantizedModel) {
   ASSERT_EQ(q.layers.size(), 44u);
   EXPECT_DOUBLE_EQ(q.weight_bits, 16.0);
   EXPECT_DOUBLE_EQ(q.act_bits, 16.0);
+  for (const auto& [name, l] : q.layers) EXPECT_FALSE(l.float32_products) << name;
+  bf.float32_products = true;  // the recipe's "products" reaches every layer, and only the products change
+  const QuantizedDit q32 = quantize_dit(model(), bf, s);
+  for (const auto& [name, l] : q32.layers) {
+    EXPECT_TRUE(l.float32_products) << name;
+    EXPECT_EQ(l.weight, q.layers.at(name).weight) << name;
+  }
 
   GenerateOptions g;
   g.n = 2;

@@ -84,6 +84,9 @@ TEST(Recipe, FullPrecisionAndDefaults) {
   const CalibrationPlan c;
   EXPECT_EQ(r.calibration.images, c.images);
   EXPECT_EQ(r.calibration.steps, c.steps);
+  EXPECT_FALSE(r.float32_products);
+  EXPECT_TRUE(parse_recipe(R"({"products": "float32", "default": {}})", "f32.json").float32_products);
+  EXPECT_FALSE(parse_recipe(R"({"products": "float64", "default": {}})", "f64.json").float32_products);
 }
 
 void expect_error(const std::string& text, const std::string& needle) {
@@ -116,6 +119,8 @@ TEST(Recipe, BadFilesNameTheKey) {
   expect_error(R"({"default": {}, "calibration": {"steps": [-1]}})", "calibration.steps");
   expect_error(R"({"default": {}, "seed": -3})", "seed: expected a non-negative integer");
   expect_error(R"({"name": "a b", "default": {}})", "name: 'a b'");
+  expect_error(R"({"products": "fp16", "default": {}})", "products: 'fp16': expected float64 or float32");
+  expect_error(R"({"products": 32, "default": {}})", "products: expected");
 }
 
 TEST(Recipe, QuantizeLayerIsTheAlgorithmOnTheLayer) {
