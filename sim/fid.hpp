@@ -19,9 +19,11 @@
 // relative. On singular ones both are only sqrt(rounding)-accurate: a zero eigenvalue computed as
 // ±ε·|Σ| adds up to sqrt(ε·|Σ|) to the trace (random rank-deficient 16×16 pairs: 8e-9
 // relative). Featnet has dead ReLU features, i.e. exactly zero rows and columns of Σ (31 and 32
-// of 128 in models/featnet/real_stats.safetensors); Eigen's tridiagonalisation keeps those
-// eigenvalues exactly 0 and agrees with sqrtm to 6e-11 there, where numpy.linalg.eigh, which
-// smears them to ±1e-12, is 2e-7 off (tests/sim/test_fid.cpp).
+// of 128 in models/featnet/real_stats.safetensors). Features whose row of Σb is exactly zero are
+// left out of R and M (their eigenvalues of M are exactly 0, so this is exact); the result then
+// agrees with sqrtm to 2e-10 there in any build, where an eigensolver given the zero rows
+// smears their eigenvalues into rounding noise (numpy.linalg.eigh: 2e-7 off; Eigen: 6e-11 with
+// AVX, 2.4e-8 without) (tests/sim/test_fid.cpp).
 #pragma once
 #include <cstdint>
 #include <filesystem>

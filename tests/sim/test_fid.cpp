@@ -176,9 +176,11 @@ TEST(FrechetDistance, MatchesScipySqrtm) {
 
 TEST(FrechetDistance, ShippedRealStatistics) {
   // train vs heldout crops of models/featnet (128-d, 3600 each). 31 and 32 featnet features are
-  // dead ReLUs (exactly zero rows and columns of Σ). Eigen keeps their eigenvalues exactly 0 and
-  // agrees with scipy's sqrtm to 6e-11 relative; an eigensolver that turns them into ±1e-12
-  // noise would be ~2e-7 off (numpy.linalg.eigh is), which the 1e-8 bound flags.
+  // dead ReLUs (exactly zero rows and columns of Σ). The reference's dead features are left out
+  // of the square root (exactly: their eigenvalues of M are 0), which agrees with scipy's sqrtm
+  // to 2e-10 relative. Taking them into the eigensolver turns their zero eigenvalues into
+  // rounding noise whose square roots reach the trace: ~2e-7 off with numpy.linalg.eigh, and
+  // 2.4e-8 with Eigen in a build without AVX (6e-11 with it) — the 1e-8 bound flags both.
   const FeatureStats train = lowbit::read_feature_stats(kRealStats, "train");
   const FeatureStats held = lowbit::read_feature_stats(kRealStats, "heldout");
   EXPECT_EQ(train.n, 3600);
