@@ -371,12 +371,13 @@ nlohmann::json image_metrics_json(const std::vector<float>& images, const std::v
   j["images"] = n;
   j["fid_vs_fp"] = ci(frechet_bootstrap_paired(fa, fr, bo));
   j["fid_vs_real"] = ci(frechet_bootstrap(fa, real, bo));
-  j["fid_fp_vs_real"] = frechet_distance(feature_stats(fr), real);
+  const FeatureStats sa = feature_stats(fa), sr = feature_stats(fr);
+  j["fid_fp_vs_real"] = frechet_distance(sr, real);
   // Where FID vs full precision comes from: the mean part |mu_q - mu_fp|^2 of the Fréchet distance
   // (the rest is the covariance part), and each channel's mean pixel shift (q - fp over all images
   // and pixels) — a systematic colour shift moves every image's features the same way and so
   // shows in the mean part even where PSNR hardly notices it.
-  j["fid_vs_fp_mean_part"] = (feature_stats(fa).mu - feature_stats(fr).mu).squaredNorm();
+  j["fid_vs_fp_mean_part"] = (sa.mu - sr.mu).squaredNorm();
   std::vector<double> shift(static_cast<size_t>(config.in_channels), 0.0);
   const int64_t plane = config.input_size * config.input_size;
   for (int64_t i = 0; i < n; ++i)
