@@ -6,7 +6,8 @@ import os
 import sys
 
 ORDER = ["fp32", "bf16", "w8a8_int8", "w4a16_nf4", "w4a4_int4_g64", "w4a4_mxfp4", "w4a4_nvfp4", "w4a4_lzs",
-         "svdquant_int4_r32", "svdquant_nvfp4_r32", "ablation_smooth", "ablation_svd", "ablation_lorc"]
+         "w4a4_lzs_rne", "svdquant_int4_r32", "svdquant_nvfp4_r32", "ablation_smooth", "ablation_svd",
+         "ablation_lorc"]
 
 
 def main(out):
