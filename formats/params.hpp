@@ -73,6 +73,7 @@ struct LzsParams {
   bool per_token = false;
   LzsCalib calib = LzsCalib::Absmax;
   LzsRound round = LzsRound::Trunc;
+  bool operator==(const LzsParams&) const = default;
 };
 
 using FormatParams = std::variant<ElementParams, MxParams, Nvfp4Params, CodebookParams, LzsParams>;
