@@ -6,8 +6,8 @@
 //
 // w=given (default) uses the problem's weight quantizer; int4_row = INT4 RTN per output channel;
 // int4_g64 = INT4 groups of 64 along K; lzs = the LZS format on the weight rows (per-row INT8
-// stage, same group size). The activations use the lzs4 format the options name; the problem's
-// activation quantizer must be none or that same format (equal LzsParams), else lowbit::Error.
+// stage, same group size). The activation-side quantizer of the problem is replaced (info
+// "replaced_act_quantizer"); a recipe rejects an act other than none or this one (sim/recipe.hpp).
 #pragma once
 #include "quantizers/linear.hpp"
 

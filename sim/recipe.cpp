@@ -5,8 +5,10 @@
 
 #include <fstream>
 #include <sstream>
+#include <variant>
 
 #include "formats/error.hpp"
+#include "formats/registry.hpp"
 #include "formats/spec.hpp"
 #include "quantizers/quantizer.hpp"
 #include "sim/json_fields.hpp"
@@ -157,6 +159,23 @@ Recipe full_precision_recipe() {
 
 Recipe recipe_from_arg(const std::string& arg) { return arg == "fp32" ? full_precision_recipe() : load_recipe(arg); }
 
+namespace {
+
+// Whether two activation quantizers are the same: equal specs, or two spellings of one lzs4 format
+// (lzs4 specs are not canonical: "lzs4:g16:s8=token" = "lzs4:g16:s8=token:calib=absmax:round=trunc").
+bool same_quantizer(const quant::MatrixQuantizer& a, const quant::MatrixQuantizer& b) {
+  if (a.spec() == b.spec()) return true;
+  try {
+    const FormatParams pa = make_format(a.spec())->params(), pb = make_format(b.spec())->params();
+    return std::holds_alternative<LzsParams>(pa) && std::holds_alternative<LzsParams>(pb) &&
+           std::get<LzsParams>(pa) == std::get<LzsParams>(pb);
+  } catch (const Error&) {  // not registry formats
+    return false;
+  }
+}
+
+}  // namespace
+
 quant::QuantizedLinear quantize_layer(const LayerPlan& plan, const quant::MatrixF& x, const quant::MatrixF& w,
                                       const quant::VectorF& b, uint64_t seed) {
   quant::LinearProblem p;
@@ -166,7 +185,14 @@ quant::QuantizedLinear quantize_layer(const LayerPlan& plan, const quant::Matrix
   p.wq = quant::make_quantizer(plan.weight);
   p.aq = quant::make_quantizer(plan.act);
   p.seed = seed;
-  return quant::quantize_linear(plan.algorithm, p);
+  quant::QuantizedLinear q = quant::quantize_linear(plan.algorithm, p);
+  // Algorithms with their own activation quantizer (quartz, pts) replace the one given. A recipe
+  // names its act explicitly, so one that would be dropped is an error, not a silent change.
+  if (!p.aq->is_identity() && q.act && !same_quantizer(*p.aq, *q.act))
+    throw Error(fmt::format("algorithm '{}' quantizes activations as '{}', not as the act '{}' given: give act "
+                            "\"none\" or that format",
+                            plan.algorithm, q.act->spec(), plan.act));
+  return q;
 }
 
 }  // namespace lowbit

@@ -115,20 +115,5 @@ TEST(Linear, QuartzUsesTheLzsFormatOnActivationsAndTheChosenWeightScheme) {
   EXPECT_THROW(quantize_linear("quartz:s8=row", p), Error);
 }
 
-TEST(Linear, QuartzRejectsAnActivationFormatOtherThanItsOwn) {
-  const MatrixF x = ramp(8, 64, 0.07f), w = ramp(16, 64, 0.02f);
-  LinearProblem p{x, w, VectorF(), make_quantizer("int8:row"), make_quantizer("lzs4:g16:s8=token")};
-  // The same format spelled otherwise is accepted, and quantizes as the algorithm's own.
-  const QuantizedLinear q = quantize_linear("quartz", p);
-  EXPECT_EQ(sq_diff(q.act->quantize(x), make_quantizer("lzs4:g16:s8=token:calib=absmax:round=trunc")->quantize(x)), 0.0);
-  p.aq = make_quantizer("lzs4:g16:s8=token:round=rne");
-  EXPECT_NO_THROW(quantize_linear("quartz:round=rne", p));
-  EXPECT_THROW(quantize_linear("quartz", p), Error);  // rounding differs
-  for (const char* other : {"lzs4:g32:s8=token", "lzs4:g16", "lzs4:g16:s8=token:calib=minmax", "int4:g16", "rtn:elem=int4"}) {
-    p.aq = make_quantizer(other);
-    EXPECT_THROW(quantize_linear("quartz", p), Error) << other;
-  }
-}
-
 }  // namespace
 }  // namespace lowbit::quant

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "formats/error.hpp"
 #include "quantizers/linear.hpp"
@@ -149,6 +151,48 @@ TEST(Recipe, QuantizeLayerIsTheAlgorithmOnTheLayer) {
       EXPECT_LT(rel, 1e-2) << layer;
     } else {
       EXPECT_GT(rel, 1e-2) << layer;
+    }
+  }
+}
+
+// quartz and pts set their own activation quantizer; a recipe act that it would replace is an
+// error, the same format spelled otherwise (or none) is not.
+TEST(Recipe, AnActTheAlgorithmWouldReplaceIsAnError) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  quant::MatrixF x(32, 64), w(16, 64);
+  for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = n(rng);
+  for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = n(rng);
+  const auto plan = [](const std::string& act, const std::string& algorithm) {
+    const Recipe r = parse_recipe(R"({"default": {"weight": "int4:g64", "act": ")" + act + R"(", "algorithm": ")" +
+                                      algorithm + R"("}})",
+                                  "r.json");
+    return r.plan_for("blocks.0.mlp.fc1");
+  };
+  for (const auto& [act, algorithm] : std::vector<std::pair<std::string, std::string>>{
+           {"none", "quartz"},
+           {"lzs4:g16:s8=token", "quartz"},
+           {"lzs4:g16:s8=token:calib=absmax:round=trunc", "quartz"},
+           {"lzs4:g16:s8=token:round=rne", "quartz:round=rne"},
+           {"lzs4:g32:s8=tensor", "quartz:g=32:s8=tensor"},
+           {"none", "pts:abits=4"},
+           {"int4:g64", "rtn"},
+           {"int4:g64", "svdquant:rank=4"}}) {
+    const quant::QuantizedLinear q = quantize_layer(plan(act, algorithm), x, w, quant::VectorF(), 0);
+    EXPECT_TRUE(q.act) << act << " " << algorithm;
+  }
+  for (const auto& [act, algorithm] : std::vector<std::pair<std::string, std::string>>{
+           {"int4:g64", "quartz"},
+           {"lzs4:g16:s8=token:round=rne", "quartz"},
+           {"lzs4:g16:s8=token", "quartz:round=rne"},
+           {"lzs4:g16", "quartz"},  // s8=tensor against quartz's s8=token
+           {"lzs4:g16:s8=token:calib=minmax", "quartz"},
+           {"int4:g64", "pts:abits=4"}}) {
+    try {
+      quantize_layer(plan(act, algorithm), x, w, quant::VectorF(), 0);
+      ADD_FAILURE() << act << " " << algorithm << ": no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not as the act"), std::string::npos) << e.what();
     }
   }
 }
